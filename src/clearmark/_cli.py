@@ -1,0 +1,278 @@
+"""The ``clearmark`` command line: ``detect`` and ``clean``.
+
+Only this module touches the terminal: progress bars (on a terminal, quiet otherwise) and the
+summary go to stderr, so ``clearmark detect`` can stream JSON lines on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
+from typing import IO, Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from . import __version__
+from ._detect import DetectorConfig
+from ._imageio import LoadLimits
+from ._pipeline import (
+    CleanTask,
+    DetectTask,
+    Input,
+    Journal,
+    Record,
+    default_jobs,
+    find_inputs,
+    is_done,
+    remove_stale_temp_files,
+    run,
+)
+from ._remove import LocalRemover
+
+EXIT_OK, EXIT_USAGE = 0, 2
+
+
+class UsageError(Exception):
+    """A command line that cannot run; reported in one line with exit status 2."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    console = Console(stderr=True, soft_wrap=True)  # one message, one line: logs stay greppable
+    try:
+        return int(args.handler(args, console))
+    except UsageError as exc:
+        console.print(f"clearmark {args.command}: error: {exc}", markup=False, highlight=False)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        console.print("interrupted; run the same command again to resume", markup=False)
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="clearmark", description=(
+        "Find and remove visible watermarks in images."))
+    parser.add_argument("--version", action="version", version=f"clearmark {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    detect = commands.add_parser("detect", help="find watermarks; one JSON line per image")
+    detect.add_argument("paths", nargs="+", metavar="PATH", help="image files and/or folders")
+    detect.add_argument("--jsonl", type=Path, metavar="FILE", help="write JSON lines here "
+                        "instead of stdout")
+    detect.add_argument("--masks", type=Path, metavar="DIR",
+                        help="write a 0/255 PNG mask per watermarked image under DIR")
+    _common(detect)
+    detect.set_defaults(handler=_detect)
+
+    clean = commands.add_parser("clean", help="write every image of SRC, cleaned, to DST")
+    clean.add_argument("src", type=Path, metavar="SRC", help="folder (or file) to clean")
+    clean.add_argument("--out", type=Path, required=True, metavar="DST",
+                       help="output folder (created; never inside SRC)")
+    clean.add_argument("--remover", choices=("local", "api"), default=None,
+                       help="where removal runs (default: local, offline)")
+    clean.add_argument("--api-base", metavar="URL", help="removal endpoint base URL")
+    clean.add_argument("--token-file", type=Path, metavar="FILE",
+                       help="file holding the API token (else CLEARMARK_TOKEN)")
+    clean.add_argument("--jsonl", type=Path, metavar="FILE", help="also write one JSON line "
+                       "per image here")
+    clean.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
+                       help="skip images a previous run finished (default: on)")
+    _common(clean)
+    clean.set_defaults(handler=_clean)
+    return parser
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--jobs", type=_positive_int, default=default_jobs(), metavar="N",
+                        help="worker processes (default: all cores)")
+    parser.add_argument("--max-pixels", type=_positive_int, default=LoadLimits().max_pixels,
+                        metavar="N", help="refuse images with more pixels (bomb guard)")
+    parser.add_argument("--threshold", type=float, default=DetectorConfig().threshold,
+                        metavar="T", help="score from which an image counts as watermarked")
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _detector_config(args: argparse.Namespace) -> DetectorConfig:
+    try:
+        return DetectorConfig(threshold=args.threshold)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+
+
+# -- detect -----------------------------------------------------------------------------------
+
+
+def _detect(args: argparse.Namespace, console: Console) -> int:
+    missing = [p for p in args.paths if not Path(p).exists()]
+    if missing:
+        raise UsageError(f"no such file or folder: {missing[0]}")
+    task = DetectTask(config=_detector_config(args), masks=args.masks,
+                      limits=LoadLimits(max_pixels=args.max_pixels))
+    started, counts = time.perf_counter(), Counter[str]()
+    with ExitStack() as stack:
+        out = _open_output(stack, args.jsonl)
+        total = _count(args.paths) if console.is_terminal else None
+        progress = stack.enter_context(_progress(console, "detect", total))
+        for record in run(task, find_inputs(args.paths), jobs=args.jobs):
+            out.write(json.dumps(record, ensure_ascii=False) + "\n")
+            out.flush()
+            counts["seen"] += 1
+            counts["failed" if record["error"] else
+                   "watermarked" if record["watermarked"] else "clean"] += 1
+            progress.advance()
+    _summary(console, "detect", counts, ("seen", "watermarked", "clean", "failed"), started)
+    return EXIT_OK
+
+
+# -- clean ------------------------------------------------------------------------------------
+
+
+def _clean(args: argparse.Namespace, console: Console) -> int:
+    src, dst = args.src, args.out
+    _check_clean_paths(src, dst)
+    if args.remover == "api" or args.api_base:
+        raise UsageError("the API remover is not available in this version yet; "
+                         "use the local remover (the default)")
+    task = CleanTask(src=src if src.is_dir() else src.parent, dst=dst,
+                     config=_detector_config(args), remover=LocalRemover(),
+                     limits=LoadLimits(max_pixels=args.max_pixels))
+    dst.mkdir(parents=True, exist_ok=True)
+    remove_stale_temp_files(dst)
+    journal = Journal(dst)
+    previous = journal.load() if args.resume else {}
+    started, counts = time.perf_counter(), Counter[str]()
+    failures: list[str] = []
+    with ExitStack() as stack:
+        stack.callback(journal.close)
+        report = _open_output(stack, args.jsonl) if args.jsonl else None
+        total = _count([src]) if console.is_terminal else None
+        progress = stack.enter_context(_progress(console, "clean", total))
+
+        def account(record: Record, resumed: bool) -> None:
+            if not resumed:
+                journal.append(record)
+            if report is not None:
+                report.write(json.dumps(_public(record, resumed), ensure_ascii=False) + "\n")
+            _tally(counts, failures, record, resumed)
+            progress.advance()
+
+        def todo() -> Iterator[Input]:
+            for item in find_inputs([src]):
+                record = previous.get(str(item.rel))
+                if is_done(record, item, dst):
+                    assert record is not None
+                    account(record, resumed=True)
+                else:
+                    yield item
+
+        for record in run(task, todo(), jobs=args.jobs):
+            account(record, resumed=False)
+    _summary(console, "clean", counts, ("seen", "watermarked", "cleaned", "copied", "failed",
+                                        "skipped", "resumed"), started)
+    for line in failures[:20]:
+        console.print(f"  failed: {line}", markup=False, highlight=False)
+    if len(failures) > 20:
+        console.print(f"  ... and {len(failures) - 20} more (see the JSONL report)",
+                      markup=False)
+    return EXIT_OK
+
+
+def _check_clean_paths(src: Path, dst: Path) -> None:
+    if not src.exists():
+        raise UsageError(f"no such file or folder: {src}")
+    source = src.resolve() if src.is_dir() else src.resolve().parent
+    target = dst.resolve()
+    if target == source or target.is_relative_to(source):
+        raise UsageError(f"--out {dst} is inside SRC {src}; choose a folder outside it")
+    if dst.exists() and not dst.is_dir():
+        raise UsageError(f"--out {dst} exists and is not a folder")
+
+
+def _tally(counts: Counter[str], failures: list[str], record: Record, resumed: bool) -> None:
+    counts["seen"] += 1
+    counts[record["status"]] += 1
+    if record.get("watermarked"):
+        counts["watermarked"] += 1
+    if resumed:
+        counts["resumed"] += 1
+    if record["status"] == "failed":
+        failures.append(str(record["error"]))
+
+
+def _public(record: Record, resumed: bool) -> Record:
+    """The report's view of a record: no journal bookkeeping."""
+    public = {k: v for k, v in record.items() if k not in ("fingerprint", "rel")}
+    public["resumed"] = resumed
+    return public
+
+
+# -- terminal ---------------------------------------------------------------------------------
+
+
+def _open_output(stack: ExitStack, path: Path | None) -> IO[str]:
+    if path is None:
+        return sys.stdout
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return stack.enter_context(open(path, "w", encoding="utf-8"))
+
+
+def _count(paths: list[Any]) -> int:
+    return sum(1 for _ in find_inputs(paths))
+
+
+class _Bar:
+    """A progress bar that is a no-op off a terminal."""
+
+    def __init__(self, progress: Progress | None, task_id: Any) -> None:
+        self._progress, self._task_id = progress, task_id
+
+    def advance(self) -> None:
+        if self._progress is not None:
+            self._progress.advance(self._task_id)
+
+
+class _progress:
+    def __init__(self, console: Console, label: str, total: int | None) -> None:
+        self._progress = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(),
+                                  TimeElapsedColumn(), TimeRemainingColumn(), console=console,
+                                  transient=True) if console.is_terminal else None
+        self._total = total
+
+    def __enter__(self) -> _Bar:
+        if self._progress is None:
+            return _Bar(None, None)
+        self._progress.start()
+        return _Bar(self._progress, self._progress.add_task("", total=self._total))
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+
+def _summary(console: Console, command: str, counts: Counter[str], keys: tuple[str, ...],
+             started: float) -> None:
+    seconds = time.perf_counter() - started
+    parts = ", ".join(f"{counts[key]} {key}" for key in keys)
+    console.print(f"clearmark {command}: {parts} in {seconds:.1f} s", markup=False,
+                  highlight=False)

@@ -1,0 +1,315 @@
+"""Folder jobs: find inputs, run one picklable task per file in a worker pool, yield records.
+
+Every input ends as exactly one record (img2dataset's rule: per-item failures are data). A
+record is a plain JSON-ready dict, so the same worker serves the CLI's process pool now and
+other distributors later. The runner knows nothing of terminals: it yields records in input
+order and the CLI draws progress.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import cv2
+import numpy as np
+
+from ._detect import DEFAULT_CONFIG, DetectorConfig, detect_array
+from ._errors import ClearmarkError
+from ._imageio import (
+    IMAGE_SUFFIXES,
+    LoadLimits,
+    copy_file_atomic,
+    load_image,
+    write_bytes_atomic,
+    write_image,
+)
+from ._remove import LocalRemover
+
+Record = dict[str, Any]
+
+DONE = frozenset({"cleaned", "copied"})
+
+
+@dataclass(frozen=True)
+class Input:
+    """One file found for a job: where it is, and its path relative to the folder named."""
+
+    path: Path  # as given or found (relative paths stay relative)
+    rel: PurePosixPath  # relative to the folder it was found in (its name for a file argument)
+
+
+def find_inputs(paths: Iterable[str | os.PathLike[str]]) -> Iterator[Input]:
+    """Files named directly, and every file under folders named (recursive, sorted)."""
+    for given in paths:
+        path = Path(given)
+        if path.is_dir():
+            for folder, dirs, files in os.walk(path):
+                dirs.sort()
+                for name in sorted(files):
+                    full = Path(folder, name)
+                    yield Input(full, PurePosixPath(full.relative_to(path).as_posix()))
+        else:
+            yield Input(path, PurePosixPath(path.name))
+
+
+def is_image_name(path: Path | PurePosixPath) -> bool:
+    return path.suffix.lower() in IMAGE_SUFFIXES
+
+
+# -- detect ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DetectTask:
+    """Detect one file; optionally write its mask as a 0/255 PNG under ``masks``."""
+
+    config: DetectorConfig = DEFAULT_CONFIG
+    limits: LoadLimits = field(default_factory=LoadLimits)
+    masks: Path | None = None
+
+    def failure_record(self, item: Input) -> Record:
+        return {"path": str(item.path), "width": None, "height": None, "watermarked": None,
+                "score": None, "regions": [], "mask": None, "error": None}
+
+    def __call__(self, item: Input) -> Record:
+        record = self.failure_record(item)
+        try:
+            loaded = load_image(item.path, limits=self.limits)
+            height, width = loaded.rgb.shape[:2]
+            detection = detect_array(loaded.rgb, self.config)
+            record.update(width=width, height=height, **detection.to_dict())
+            if self.masks is not None and detection.watermarked:
+                record["mask"] = str(self._write_mask(item, detection.mask))
+        except ClearmarkError as exc:
+            record["error"] = str(exc)
+        return record
+
+    def _write_mask(self, item: Input, mask: np.ndarray) -> Path:
+        assert self.masks is not None
+        target = self.masks / item.rel.with_suffix(".png")
+        ok, encoded = cv2.imencode(".png", mask)
+        if not ok:
+            raise ClearmarkError(f"{target}: could not encode mask")
+        write_bytes_atomic(target, encoded.tobytes())
+        return target
+
+
+# -- clean ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CleanTask:
+    """Clean one file of SRC into DST at the same relative path and format."""
+
+    src: Path
+    dst: Path
+    config: DetectorConfig = DEFAULT_CONFIG
+    remover: Any = field(default_factory=LocalRemover)
+    limits: LoadLimits = field(default_factory=LoadLimits)
+
+    def failure_record(self, item: Input) -> Record:
+        return {"path": str(item.path), "rel": str(item.rel), "output": str(self.dst / item.rel),
+                "status": "failed", "width": None, "height": None, "watermarked": None,
+                "score": None, "regions": [], "error": None,
+                "fingerprint": fingerprint(item.path)}
+
+    def __call__(self, item: Input) -> Record:
+        started = time.perf_counter()
+        record = self.failure_record(item)
+        try:
+            record.update(self._clean(item, self.dst / item.rel))
+        except ClearmarkError as exc:
+            record["error"] = str(exc)
+        except Exception as exc:  # one file's bug must not stop a run of millions
+            record["error"] = f"{item.path}: unexpected {type(exc).__name__}: {exc}"
+        record["seconds"] = round(time.perf_counter() - started, 4)
+        return record
+
+    def _clean(self, item: Input, output: Path) -> Record:
+        if not is_image_name(item.rel):
+            return {"status": "skipped", "error": f"{item.path}: not an image file name"}
+        _refuse_inside(output, self.src)
+        loaded = load_image(item.path, limits=self.limits)
+        height, width = loaded.rgb.shape[:2]
+        detection = detect_array(loaded.rgb, self.config)
+        result: Record = {"width": width, "height": height, **detection.to_dict()}
+        if not detection.watermarked:
+            copy_file_atomic(item.path, output)
+            return {**result, "status": "copied"}
+        cleaned = self.remover.remove(loaded.rgb, detection)
+        write_image(output, cleaned, loaded.meta, alpha=loaded.alpha)
+        return {**result, "status": "cleaned"}
+
+
+def _refuse_inside(output: Path, src: Path) -> None:
+    resolved = output.resolve()
+    if resolved == src.resolve() or resolved.is_relative_to(src.resolve()):
+        raise ClearmarkError(f"{output}: refusing to write inside the source folder")
+
+
+def fingerprint(path: Path) -> list[int] | None:
+    """Size and modification time: a source that changed since it was done is done again."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return [stat.st_size, stat.st_mtime_ns]
+
+
+# -- the journal: resume from completion records ----------------------------------------------
+
+
+class Journal:
+    """Append-only completion records in ``DST/.clearmark/journal.jsonl``.
+
+    A record is appended (and fsynced) only after its output was renamed into place, so a
+    record means the work is done; an output without a record is redone. A torn last line from
+    a killed run is ignored.
+    """
+
+    def __init__(self, dst: Path) -> None:
+        self.path = dst / ".clearmark" / "journal.jsonl"
+        self._handle: Any = None
+
+    def load(self) -> dict[str, Record]:
+        """The last record of each relative path."""
+        records: dict[str, Record] = {}
+        if not self.path.exists():
+            return records
+        with open(self.path, encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                if isinstance(record, dict) and isinstance(record.get("rel"), str):
+                    records[record["rel"]] = record
+        return records
+
+    def append(self, record: Record) -> None:
+        if self._handle is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._handle = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
+        self._handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+        self._handle.flush()
+        os.fsync(self._handle.fileno())
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+
+
+def is_done(record: Record | None, item: Input, dst: Path) -> bool:
+    """A record counts if it says done, the source is unchanged and the output is there."""
+    return (record is not None and record.get("status") in DONE
+            and record.get("fingerprint") == fingerprint(item.path)
+            and (dst / item.rel).is_file())
+
+
+def remove_stale_temp_files(dst: Path) -> int:
+    """Delete temp files a killed run left behind (only names our atomic writer makes)."""
+    removed = 0
+    if not dst.is_dir():
+        return removed
+    for folder, _, files in os.walk(dst):
+        for name in files:
+            if name.startswith(".") and name.endswith(".clearmark-tmp"):
+                Path(folder, name).unlink(missing_ok=True)
+                removed += 1
+    return removed
+
+
+# -- running tasks ----------------------------------------------------------------------------
+
+
+def run(task: Callable[[Input], Record], items: Iterable[Input], *,
+        jobs: int = 1) -> Iterator[Record]:
+    """Run ``task`` on every item, yielding records in input order.
+
+    With ``jobs > 1`` the work goes to a pool of worker processes, with a bounded number of
+    files in flight, so memory stays flat however many files there are. A worker that dies
+    (a crash, the OOM killer) costs a new pool, not the run: the files in flight are retried,
+    and a file in flight at two deaths is recorded as failed.
+    """
+    if jobs <= 1:
+        for item in items:
+            yield task(item)
+        return
+    pool = _pool(jobs)
+    window: deque[list[Any]] = deque()  # [item, future, deaths seen], in input order
+    try:
+        for item in items:
+            window.append([item, pool.submit(task, item), 0])
+            while len(window) >= 4 * jobs:
+                record, pool = _next_record(window, pool, task, jobs)
+                if record is not None:
+                    yield record
+        while window:
+            record, pool = _next_record(window, pool, task, jobs)
+            if record is not None:
+                yield record
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _next_record(window: deque[list[Any]], pool: Executor, task: Callable[[Input], Record],
+                 jobs: int) -> tuple[Record | None, Executor]:
+    """The head item's record, or None after replacing a broken pool (the head is retried)."""
+    future = window[0][1]
+    try:
+        record = future.result()
+    except BrokenProcessPool:
+        pool.shutdown(wait=False, cancel_futures=True)
+        pool = _pool(jobs)
+        for entry in window:
+            entry[2] += 1
+        head = window[0]
+        if head[2] >= 2:
+            window.popleft()
+            failed = _failed(task, head[0], "worker process died while processing this file")
+            _resubmit(window, pool, task)
+            return failed, pool
+        _resubmit(window, pool, task)
+        return None, pool
+    window.popleft()
+    return record, pool
+
+
+def _resubmit(window: deque[list[Any]], pool: Executor, task: Callable[[Input], Record]) -> None:
+    for entry in window:
+        future = entry[1]
+        if not (future.done() and not future.cancelled() and future.exception() is None):
+            entry[1] = pool.submit(task, entry[0])
+
+
+def _failed(task: Callable[[Input], Record], item: Input, reason: str) -> Record:
+    blank = getattr(task, "failure_record", None)
+    record: Record = blank(item) if blank else {"path": str(item.path)}
+    record["error"] = f"{item.path}: {reason}"
+    return record
+
+
+def _pool(jobs: int) -> Executor:
+    # spawn: workers must not inherit the parent's threads (progress bar) or locks
+    return ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn"),
+                               initializer=_init_worker)
+
+
+def _init_worker() -> None:
+    cv2.setNumThreads(1)  # one process per core already; OpenCV's own threads would oversubscribe
+
+
+def default_jobs() -> int:
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+               else os.cpu_count() or 1)

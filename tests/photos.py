@@ -1,0 +1,64 @@
+"""Real photos with known watermarks, for tests (scikit-image's public-domain / CC0 photos).
+
+Kept independent of bench/synth.py on purpose: tests need a few fixed, easy-to-read cases,
+the benchmark needs a broad random distribution.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+from skimage import data
+
+FONT_DIRS = ("/usr/share/fonts/truetype/dejavu", "/usr/share/fonts/dejavu")
+
+
+@cache
+def photo(name: str = "coffee", width: int = 800, height: int = 600) -> np.ndarray:
+    """A real RGB photo resized to width x height (read-only; copy before changing it)."""
+    rgb = getattr(data, name)()
+    if rgb.ndim == 2:
+        rgb = np.dstack([rgb] * 3)
+    resized = cv2.resize(rgb[:, :, :3], (width, height), interpolation=cv2.INTER_AREA)
+    resized.setflags(write=False)
+    return resized
+
+
+def font(size: int, bold: bool = True) -> ImageFont.FreeTypeFont:
+    name = "DejaVuSans-Bold.ttf" if bold else "DejaVuSans.ttf"
+    for folder in FONT_DIRS:
+        if Path(folder, name).exists():
+            return ImageFont.truetype(str(Path(folder, name)), size)
+    import matplotlib  # pragma: no cover - machines without system DejaVu
+
+    return ImageFont.truetype(str(Path(matplotlib.__file__).parent / "mpl-data/fonts/ttf" / name),
+                              size)
+
+
+def with_text(rgb: np.ndarray, text: str = "@sunny_days_88", *, corner: str = "br",
+              colour: tuple[int, int, int] = (255, 255, 255), opacity: float = 1.0,
+              height_share: float = 0.045) -> tuple[np.ndarray, np.ndarray]:
+    """Composite ``text`` near a corner; return (image, truth mask 0/255)."""
+    height, width = rgb.shape[:2]
+    size = max(8, round(height * height_share))
+    layer = Image.new("L", (width, height), 0)
+    draw = ImageDraw.Draw(layer)
+    left, top, right, bottom = draw.textbbox((0, 0), text, font=font(size))
+    margin = round(0.03 * min(width, height))
+    x = margin - left if corner[1] == "l" else width - margin - right
+    y = margin - top if corner[0] == "t" else height - margin - bottom
+    draw.text((x, y), text, fill=255, font=font(size))
+    alpha = np.asarray(layer, np.float32)[:, :, None] / 255.0 * opacity
+    out = alpha * np.asarray(colour, np.float32) + (1 - alpha) * rgb.astype(np.float32)
+    mask = (alpha[:, :, 0] > 0.02).astype(np.uint8) * 255
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8), mask
+
+
+def save(path: Path, rgb: np.ndarray, **params: object) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(rgb).save(path, **params)
+    return path
