@@ -246,3 +246,21 @@ def test_console_script_cleans_the_samples(tmp_path: Path) -> None:
             assert out.read_bytes() != sample.read_bytes()
             assert _image(out)[0] == _image(sample)[0]
     assert "0 failed" in result.stderr
+
+
+def test_progress_bar_is_drawn_on_a_terminal_only(src: Path, tmp_path: Path) -> None:
+    from io import StringIO
+
+    from rich.console import Console
+
+    screen = StringIO()
+    terminal = Console(file=screen, force_terminal=True, width=100)
+    assert main(["clean", str(src), "--out", str(tmp_path / "a"), "--jobs", "1"],
+                console=terminal) == 0
+    assert "clean" in screen.getvalue() and "5/5" in screen.getvalue()
+    log = StringIO()
+    quiet = Console(file=log, force_terminal=False, width=100)
+    assert main(["clean", str(src), "--out", str(tmp_path / "b"), "--jobs", "1"],
+                console=quiet) == 0
+    assert log.getvalue().count("\n") == 1  # just the summary line
+    assert "5 seen" in log.getvalue() and "2 cleaned" in log.getvalue()

@@ -50,10 +50,12 @@ class UsageError(Exception):
     """A command line that cannot run; reported in one line with exit status 2."""
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, console: Console | None = None) -> int:
+    """Run the command line; ``console`` (for tests) replaces the stderr console."""
     parser = _parser()
     args = parser.parse_args(argv)
-    console = Console(stderr=True, soft_wrap=True)  # one message, one line: logs stay greppable
+    # one message, one line: logs stay greppable
+    console = console or Console(stderr=True, soft_wrap=True)
     try:
         return int(args.handler(args, console))
     except UsageError as exc:

@@ -67,7 +67,8 @@ def inpaint_regions(rgb: np.ndarray, mask: np.ndarray, regions: tuple[Region, ..
     out = rgb.copy()
     height, width = mask.shape
     margin = 3 * radius + 2
-    for region in merge_regions(r.padded(margin).clamped(width, height) or r for r in regions):
+    crops = (r.padded(margin).clamped(width, height) for r in regions)
+    for region in merge_regions(crop for crop in crops if crop is not None):
         ys = slice(region.y, region.y2)
         xs = slice(region.x, region.x2)
         crop_mask = mask[ys, xs]
