@@ -145,7 +145,8 @@ def _stroke_response(strip: np.ndarray, bright: bool, ksize: int) -> np.ndarray:
     over the three channels, so coloured text on a background of similar brightness shows."""
     kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (ksize, ksize))
     op = cv2.MORPH_TOPHAT if bright else cv2.MORPH_BLACKHAT
-    return np.asarray(cv2.morphologyEx(strip, op, kernel).max(axis=2))
+    red, green, blue = cv2.split(cv2.morphologyEx(strip, op, kernel))
+    return np.asarray(cv2.max(cv2.max(red, green), blue))  # cv2: far faster than ndarray.max
 
 
 _PIECE_BAR = 0.2  # a piece may extend a line if it scores this share of the threshold
