@@ -14,11 +14,13 @@ All functions are pure functions of arrays and a frozen ``DetectorConfig``.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
 
+from ._folder import SharedMark, aspect_key, mark_in_image, match_shared_mark, working_gray
 from ._regions import Detection, Region, merge_regions, regions_to_mask
 
 
@@ -61,13 +63,30 @@ class _Line:
     score: float
 
 
-def detect_array(rgb: np.ndarray, config: DetectorConfig = DEFAULT_CONFIG) -> Detection:
+def detect_array(rgb: np.ndarray, config: DetectorConfig = DEFAULT_CONFIG,
+                 marks: Sequence[SharedMark] = ()) -> Detection:
     """Detect watermarks in an RGB image.
 
     rgb : (H, W, 3) uint8 array, RGB order.
+    marks : marks shared by this image's folder (see ``_folder``), looked for as well.
     Returns a ``Detection`` whose regions and mask are in full-resolution pixels.
     """
     _check_rgb(rgb)
+    height, width = rgb.shape[:2]
+    found = [_text_marks(rgb, config), *(_folder_mark(rgb, mark, config) for mark in marks)]
+    hits = [hit for hit in found if hit is not None]
+    if not hits:
+        return Detection(False, 0.0, (), np.zeros((height, width), np.uint8))
+    regions = merge_regions(region for hit in hits for region in hit[0])
+    mask = hits[0][1] if len(hits) == 1 else np.bitwise_or.reduce([hit[1] for hit in hits])
+    return Detection(True, max(hit[2] for hit in hits), tuple(regions), mask)
+
+
+_Hit = tuple[list[Region], np.ndarray, float]  # regions, full-size mask, score
+
+
+def _text_marks(rgb: np.ndarray, config: DetectorConfig) -> _Hit | None:
+    """Text lines in the border bands, found on a reduced working copy."""
     height, width = rgb.shape[:2]
     scale = min(1.0, config.working_side / max(height, width))
     small = rgb if scale == 1.0 else cv2.resize(
@@ -75,11 +94,23 @@ def detect_array(rgb: np.ndarray, config: DetectorConfig = DEFAULT_CONFIG) -> De
         interpolation=cv2.INTER_AREA)
     lines = _accept(find_text_lines(small, config), config.threshold, config.min_chars)
     if not lines:
-        return Detection(False, _image_score([]), (), np.zeros((height, width), np.uint8))
-    regions = [_to_full_region(line, scale, width, height, config) for line in lines]
-    regions = merge_regions(regions)
-    mask = _stroke_mask(rgb, lines, regions, scale)
-    return Detection(True, _image_score(lines), tuple(regions), mask)
+        return None
+    regions = merge_regions(_to_full_region(line, scale, width, height, config)
+                            for line in lines)
+    return regions, _stroke_mask(rgb, lines, regions, scale), _image_score(lines)
+
+
+def _folder_mark(rgb: np.ndarray, mark: SharedMark, config: DetectorConfig) -> _Hit | None:
+    """A folder's shared mark, where this image carries it (maybe shifted a little)."""
+    height, width = rgb.shape[:2]
+    if aspect_key(width, height) != aspect_key(mark.shape[1], mark.shape[0]):
+        return None
+    match = match_shared_mark(working_gray(rgb), mark)
+    score = 1.0 / (1.0 + math.exp(-12.0 * (match.score - _FOLDER_MATCH)))
+    if score < config.threshold:
+        return None
+    region, mask = mark_in_image(mark, match, width, height)
+    return [replace(region, score=round(score, 4))], mask, score
 
 
 def find_text_lines(rgb: np.ndarray, config: DetectorConfig = DEFAULT_CONFIG) -> list[_Line]:
@@ -149,6 +180,8 @@ def _stroke_response(strip: np.ndarray, bright: bool, ksize: int) -> np.ndarray:
     return np.asarray(cv2.max(cv2.max(red, green), blue))  # cv2: far faster than ndarray.max
 
 
+_FOLDER_MATCH = 0.3  # gradient correlation that scores 0.5 (shared marks score 0.3-0.8,
+# other photos below 0.2 on the synthetic folders of bench/)
 _PIECE_BAR = 0.2  # a piece may extend a line if it scores this share of the threshold
 _STROKE_LEVELS = (24.0, 40.0, 64.0, 100.0)  # response thresholds tried, faint to strong
 

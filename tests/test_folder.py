@@ -1,0 +1,127 @@
+"""Folder evidence: a mark shared by a folder of different photos is estimated and found."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from clearmark._detect import _FOLDER_MATCH, detect_array
+from clearmark._folder import (
+    MIN_IMAGES,
+    SharedMark,
+    estimate_shared_mark,
+    match_shared_mark,
+    working_gray,
+)
+from clearmark._regions import regions_to_mask
+
+from photos import photo
+
+NAMES = ["coffee", "astronaut", "chelsea", "rocket", "camera", "coins", "hubble_deep_field"]
+
+
+def _photos(count: int, width: int = 640, height: int = 480) -> list[np.ndarray]:
+    """``count`` different photos: seven scenes, plain and mirrored, shifted crops."""
+    images = []
+    for i in range(count):
+        base = photo(NAMES[i % len(NAMES)], width + 40, height + 40)
+        if (i // len(NAMES)) % 2:
+            base = base[:, ::-1]
+        dx, dy = (i * 7) % 40, (i * 11) % 40
+        images.append(np.ascontiguousarray(base[dy:dy + height, dx:dx + width]))
+    return images
+
+
+def _emblem(height: int, width: int) -> np.ndarray:
+    """A faint app logo away from the borders (a ring with a bar): alpha in 0..1."""
+    layer = Image.new("L", (width, height), 0)
+    draw = ImageDraw.Draw(layer)
+    draw.ellipse((400, 250, 480, 330), outline=255, width=9)
+    draw.rectangle((425, 284, 455, 296), fill=255)
+    return np.asarray(layer, np.float32) / 255.0
+
+
+def _shared(images: list[np.ndarray], opacity: float = 0.45
+            ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """The same faint white emblem, same place, on every photo (as an app would stamp it)."""
+    alpha = _emblem(*images[0].shape[:2])[:, :, None] * opacity
+    marked = [np.rint(alpha * 255 + (1 - alpha) * image).astype(np.uint8) for image in images]
+    truth = (alpha[:, :, 0] > 0.02).astype(np.uint8) * 255
+    return marked, [truth] * len(images)
+
+
+@pytest.fixture(scope="module")
+def folder() -> tuple[list[np.ndarray], list[np.ndarray], SharedMark]:
+    marked, truths = _shared(_photos(16))
+    mark = estimate_shared_mark(working_gray(image) for image in marked)
+    assert mark is not None
+    return marked, truths, mark
+
+
+def test_the_shared_mark_is_estimated_where_it_is(
+        folder: tuple[list[np.ndarray], list[np.ndarray], SharedMark]) -> None:
+    _, truths, mark = folder
+    x, y, w, h = mark.box
+    scale = 640 / mark.shape[1]
+    ys, xs = np.nonzero(truths[0])
+    assert abs(x * scale - xs.min()) < 12 and abs((x + w) * scale - xs.max()) < 12
+    assert abs(y * scale - ys.min()) < 12 and abs((y + h) * scale - ys.max()) < 12
+    assert mark.support == 16
+
+
+def test_every_marked_photo_is_found_and_covered(
+        folder: tuple[list[np.ndarray], list[np.ndarray], SharedMark]) -> None:
+    marked, truths, mark = folder
+    for image, truth in zip(marked, truths, strict=True):
+        assert not detect_array(image).watermarked  # alone, each photo reveals nothing
+        detection = detect_array(image, marks=[mark])
+        assert detection.watermarked
+        covered = regions_to_mask(detection.regions, *truth.shape) > 0
+        assert covered[truth > 0].mean() > 0.95
+        assert (detection.mask[truth > 0] > 0).mean() > 0.9
+
+
+def test_photos_without_the_mark_do_not_match(
+        folder: tuple[list[np.ndarray], list[np.ndarray], SharedMark]) -> None:
+    _, _, mark = folder
+    for image in _photos(7, 640, 480):
+        flipped = np.ascontiguousarray(image[::-1])  # unseen framing
+        assert match_shared_mark(working_gray(flipped), mark).score < _FOLDER_MATCH
+        assert not detect_array(flipped, marks=[mark]).watermarked
+
+
+def test_a_moved_mark_is_still_found(
+        folder: tuple[list[np.ndarray], list[np.ndarray], SharedMark]) -> None:
+    marked, _, mark = folder
+    shifted = np.roll(marked[3], (5, -6), axis=(0, 1))
+    match = match_shared_mark(working_gray(shifted), mark)
+    assert match.score > 0.3 and (match.dx, match.dy) != (0, 0)
+
+
+def test_unrelated_photos_give_no_mark() -> None:
+    assert estimate_shared_mark(working_gray(image) for image in _photos(14)) is None
+
+
+def test_too_few_images_give_no_mark() -> None:
+    marked, _ = _shared(_photos(MIN_IMAGES - 1))
+    assert estimate_shared_mark(working_gray(image) for image in marked) is None
+
+
+def test_other_aspects_are_ignored(
+        folder: tuple[list[np.ndarray], list[np.ndarray], SharedMark]) -> None:
+    _, _, mark = folder
+    square = np.array(photo("coffee", 500, 500))
+    assert not detect_array(square, marks=[mark]).watermarked
+
+
+def test_a_mark_survives_a_save_and_load(
+        folder: tuple[list[np.ndarray], list[np.ndarray], SharedMark], tmp_path: Path) -> None:
+    _, _, mark = folder
+    mark.save(tmp_path / "mark.npz")
+    loaded = SharedMark.load(tmp_path / "mark.npz")
+    assert loaded.box == mark.box and loaded.shape == mark.shape
+    assert loaded.support == mark.support and np.array_equal(loaded.mask, mark.mask)
+    assert np.array_equal(loaded.gx, mark.gx)
