@@ -62,3 +62,38 @@ def save(path: Path, rgb: np.ndarray, **params: object) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(rgb).save(path, **params)
     return path
+
+
+SCENES = ["coffee", "astronaut", "chelsea", "rocket", "camera", "coins", "hubble_deep_field"]
+
+
+def scenes(count: int, width: int = 640, height: int = 480) -> list[np.ndarray]:
+    """``count`` different photos: seven scenes, plain and mirrored, shifted crops."""
+    images = []
+    for i in range(count):
+        base = photo(SCENES[i % len(SCENES)], width + 40, height + 40)
+        if (i // len(SCENES)) % 2:
+            base = base[:, ::-1]
+        dx, dy = (i * 7) % 40, (i * 11) % 40
+        images.append(np.ascontiguousarray(base[dy:dy + height, dx:dx + width]))
+    return images
+
+
+def _emblem(height: int, width: int) -> np.ndarray:
+    """A faint app logo away from the borders (a ring with a bar): alpha in 0..1."""
+    layer = Image.new("L", (width, height), 0)
+    draw = ImageDraw.Draw(layer)
+    cx, cy = width * 0.69, height * 0.6
+    draw.ellipse((cx - 40, cy - 40, cx + 40, cy + 40), outline=255, width=9)
+    draw.rectangle((cx - 15, cy - 6, cx + 15, cy + 6), fill=255)
+    return np.asarray(layer, np.float32) / 255.0
+
+
+def with_emblem(images: list[np.ndarray], opacity: float = 0.45
+                ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """The same faint white emblem at the same place on every photo, as an app stamps it;
+    return (images, truth masks). No single photo shows it clearly enough to detect."""
+    alpha = _emblem(*images[0].shape[:2])[:, :, None] * opacity
+    marked = [np.rint(alpha * 255 + (1 - alpha) * image).astype(np.uint8) for image in images]
+    truth = (alpha[:, :, 0] > 0.02).astype(np.uint8) * 255
+    return marked, [truth] * len(images)

@@ -19,7 +19,7 @@ from PIL import Image
 from clearmark._cli import main
 
 from badfiles import BAD, GOOD
-from photos import photo, save, with_text
+from photos import photo, save, scenes, with_emblem, with_text
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 
@@ -264,3 +264,27 @@ def test_progress_bar_is_drawn_on_a_terminal_only(src: Path, tmp_path: Path) -> 
                 console=quiet) == 0
     assert log.getvalue().count("\n") == 1  # just the summary line
     assert "5 seen" in log.getvalue() and "2 cleaned" in log.getvalue()
+
+
+def test_folder_evidence_finds_a_mark_no_single_image_shows(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    marked, _ = with_emblem(scenes(12))
+    folder = tmp_path / "app"
+    for i, image in enumerate(marked):
+        save(folder / f"{i:02d}.png", image)
+    save(folder / "other/plain.png", np.array(photo("coins")))
+    assert main(["detect", str(folder), "--jobs", "1", "--no-folder-evidence"]) == 0
+    alone = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert not any(r["watermarked"] for r in alone)
+    assert main(["detect", str(folder), "--jobs", "2"]) == 0
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    flagged = {Path(r["path"]).name for r in records if r["watermarked"]}
+    assert flagged == {f"{i:02d}.png" for i in range(12)}
+    assert {r["regions"][0]["kind"] for r in records if r["watermarked"]} == {"folder"}
+
+    dst = tmp_path / "dst"
+    assert main(["clean", str(folder), "--out", str(dst), "--jobs", "1"]) == 0
+    index = json.loads((dst / ".clearmark/marks/index.json").read_text())
+    assert [name for _, name in index["."] if name]  # learned and kept for reruns
+    assert main(["clean", str(folder), "--out", str(tmp_path / "dst2"), "--jobs", "1"]) == 0
+    assert (dst / "00.png").read_bytes() != (folder / "00.png").read_bytes()

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw
 
 from clearmark._detect import _FOLDER_MATCH, detect_array
 from clearmark._folder import (
@@ -18,44 +17,12 @@ from clearmark._folder import (
 )
 from clearmark._regions import regions_to_mask
 
-from photos import photo
-
-NAMES = ["coffee", "astronaut", "chelsea", "rocket", "camera", "coins", "hubble_deep_field"]
-
-
-def _photos(count: int, width: int = 640, height: int = 480) -> list[np.ndarray]:
-    """``count`` different photos: seven scenes, plain and mirrored, shifted crops."""
-    images = []
-    for i in range(count):
-        base = photo(NAMES[i % len(NAMES)], width + 40, height + 40)
-        if (i // len(NAMES)) % 2:
-            base = base[:, ::-1]
-        dx, dy = (i * 7) % 40, (i * 11) % 40
-        images.append(np.ascontiguousarray(base[dy:dy + height, dx:dx + width]))
-    return images
-
-
-def _emblem(height: int, width: int) -> np.ndarray:
-    """A faint app logo away from the borders (a ring with a bar): alpha in 0..1."""
-    layer = Image.new("L", (width, height), 0)
-    draw = ImageDraw.Draw(layer)
-    draw.ellipse((400, 250, 480, 330), outline=255, width=9)
-    draw.rectangle((425, 284, 455, 296), fill=255)
-    return np.asarray(layer, np.float32) / 255.0
-
-
-def _shared(images: list[np.ndarray], opacity: float = 0.45
-            ) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """The same faint white emblem, same place, on every photo (as an app would stamp it)."""
-    alpha = _emblem(*images[0].shape[:2])[:, :, None] * opacity
-    marked = [np.rint(alpha * 255 + (1 - alpha) * image).astype(np.uint8) for image in images]
-    truth = (alpha[:, :, 0] > 0.02).astype(np.uint8) * 255
-    return marked, [truth] * len(images)
+from photos import photo, scenes, with_emblem
 
 
 @pytest.fixture(scope="module")
 def folder() -> tuple[list[np.ndarray], list[np.ndarray], SharedMark]:
-    marked, truths = _shared(_photos(16))
+    marked, truths = with_emblem(scenes(16))
     mark = estimate_shared_mark(working_gray(image) for image in marked)
     assert mark is not None
     return marked, truths, mark
@@ -87,7 +54,7 @@ def test_every_marked_photo_is_found_and_covered(
 def test_photos_without_the_mark_do_not_match(
         folder: tuple[list[np.ndarray], list[np.ndarray], SharedMark]) -> None:
     _, _, mark = folder
-    for image in _photos(7, 640, 480):
+    for image in scenes(7, 640, 480):
         flipped = np.ascontiguousarray(image[::-1])  # unseen framing
         assert match_shared_mark(working_gray(flipped), mark).score < _FOLDER_MATCH
         assert not detect_array(flipped, marks=[mark]).watermarked
@@ -102,11 +69,11 @@ def test_a_moved_mark_is_still_found(
 
 
 def test_unrelated_photos_give_no_mark() -> None:
-    assert estimate_shared_mark(working_gray(image) for image in _photos(14)) is None
+    assert estimate_shared_mark(working_gray(image) for image in scenes(14)) is None
 
 
 def test_too_few_images_give_no_mark() -> None:
-    marked, _ = _shared(_photos(MIN_IMAGES - 1))
+    marked, _ = with_emblem(scenes(MIN_IMAGES - 1))
     assert estimate_shared_mark(working_gray(image) for image in marked) is None
 
 

@@ -74,6 +74,7 @@ def test_a_dying_worker_costs_one_record_not_the_run() -> None:
     failed = [r for r in records if r["error"]]
     assert [r["path"] for r in failed] == ["/nowhere/05.jpg"]
     assert "worker process died" in failed[0]["error"]
+    assert all(r["pid"] for r in records if not r["error"])  # the others really ran
 
 
 def test_journal_ignores_a_torn_last_line_and_keeps_the_last_record(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -29,6 +30,7 @@ from rich.progress import (
 from . import __version__
 from ._detect import DetectorConfig
 from ._imageio import LoadLimits
+from ._marks import MarkStore, learn_marks
 from ._pipeline import (
     CleanTask,
     DetectTask,
@@ -38,6 +40,7 @@ from ._pipeline import (
     default_jobs,
     find_inputs,
     is_done,
+    is_image_name,
     remove_stale_temp_files,
     run,
 )
@@ -106,6 +109,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
                         metavar="N", help="refuse images with more pixels (bomb guard)")
     parser.add_argument("--threshold", type=float, default=DetectorConfig().threshold,
                         metavar="T", help="score from which an image counts as watermarked")
+    parser.add_argument("--folder-evidence", action=argparse.BooleanOptionalAction,
+                        default=True, help="learn marks shared by the images of a folder "
+                        "and look for them too (default: on)")
 
 
 def _positive_int(text: str) -> int:
@@ -129,10 +135,16 @@ def _detect(args: argparse.Namespace, console: Console) -> int:
     missing = [p for p in args.paths if not Path(p).exists()]
     if missing:
         raise UsageError(f"no such file or folder: {missing[0]}")
-    task = DetectTask(config=_detector_config(args), masks=args.masks,
-                      limits=LoadLimits(max_pixels=args.max_pixels))
+    limits = LoadLimits(max_pixels=args.max_pixels)
     started, counts = time.perf_counter(), Counter[str]()
     with ExitStack() as stack:
+        marks = None
+        folders = [p for p in args.paths if Path(p).is_dir()]
+        if args.folder_evidence and folders:
+            marks = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="clearmark-")))
+            _learn(console, folders, MarkStore(marks), limits)
+        task = DetectTask(config=_detector_config(args), masks=args.masks, limits=limits,
+                          marks=marks)
         out = _open_output(stack, args.jsonl)
         total = _count(args.paths) if console.is_terminal else None
         progress = stack.enter_context(_progress(console, "detect", total))
@@ -156,11 +168,16 @@ def _clean(args: argparse.Namespace, console: Console) -> int:
     if args.remover == "api" or args.api_base:
         raise UsageError("the API remover is not available in this version yet; "
                          "use the local remover (the default)")
-    task = CleanTask(src=src if src.is_dir() else src.parent, dst=dst,
-                     config=_detector_config(args), remover=LocalRemover(),
-                     limits=LoadLimits(max_pixels=args.max_pixels))
+    limits = LoadLimits(max_pixels=args.max_pixels)
     dst.mkdir(parents=True, exist_ok=True)
     remove_stale_temp_files(dst)
+    marks = None
+    if args.folder_evidence and src.is_dir():
+        marks = dst / ".clearmark" / "marks"
+        _learn(console, [src], MarkStore(marks), limits)
+    task = CleanTask(src=src if src.is_dir() else src.parent, dst=dst,
+                     config=_detector_config(args), remover=LocalRemover(), limits=limits,
+                     marks=marks)
     journal = Journal(dst)
     previous = journal.load() if args.resume else {}
     started, counts = time.perf_counter(), Counter[str]()
@@ -198,6 +215,13 @@ def _clean(args: argparse.Namespace, console: Console) -> int:
         console.print(f"  ... and {len(failures) - 20} more (see the JSONL report)",
                       markup=False)
     return EXIT_OK
+
+
+def _learn(console: Console, folders: list[Any], store: MarkStore, limits: LoadLimits) -> None:
+    """The folder-evidence pass: learn each folder's shared marks before the main pass."""
+    images = ((item.path, item.rel) for item in find_inputs(folders) if is_image_name(item.rel))
+    with _progress(console, "learn", None) as progress:
+        learn_marks(images, store, limits, on_file=progress.advance)
 
 
 def _check_clean_paths(src: Path, dst: Path) -> None:

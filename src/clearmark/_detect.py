@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 import cv2
 import numpy as np
 
-from ._folder import SharedMark, aspect_key, mark_in_image, match_shared_mark, working_gray
+from ._folder import SharedMark, mark_in_image, match_shared_mark, working_gray
 from ._regions import Detection, Region, merge_regions, regions_to_mask
 
 
@@ -103,7 +103,7 @@ def _text_marks(rgb: np.ndarray, config: DetectorConfig) -> _Hit | None:
 def _folder_mark(rgb: np.ndarray, mark: SharedMark, config: DetectorConfig) -> _Hit | None:
     """A folder's shared mark, where this image carries it (maybe shifted a little)."""
     height, width = rgb.shape[:2]
-    if aspect_key(width, height) != aspect_key(mark.shape[1], mark.shape[0]):
+    if abs(width / height - mark.aspect) > 0.01 * mark.aspect:
         return None
     match = match_shared_mark(working_gray(rgb), mark)
     score = 1.0 / (1.0 + math.exp(-12.0 * (match.score - _FOLDER_MATCH)))

@@ -46,6 +46,11 @@ class SharedMark:
     shape: tuple[int, int]
     support: int
 
+    @property
+    def aspect(self) -> float:
+        """Width over height of the images it was learned from (it fits only those)."""
+        return self.shape[1] / self.shape[0]
+
     def save(self, path: str | os.PathLike[str]) -> None:
         np.savez_compressed(path, gx=self.gx, gy=self.gy, mask=self.mask,
                             box=np.array(self.box), shape=np.array(self.shape),
@@ -58,11 +63,6 @@ class SharedMark:
                        tuple(int(v) for v in data["box"]),  # type: ignore[arg-type]
                        tuple(int(v) for v in data["shape"]),  # type: ignore[arg-type]
                        int(data["support"]))
-
-
-def aspect_key(width: int, height: int) -> str:
-    """Images are grouped by aspect ratio: the same app marks the same relative place."""
-    return f"{width / height:.3f}"
 
 
 def working_gray(rgb: np.ndarray) -> np.ndarray:

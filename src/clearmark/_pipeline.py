@@ -13,9 +13,10 @@ import os
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
+from functools import lru_cache
 from multiprocessing import get_context
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -25,6 +26,7 @@ import numpy as np
 
 from ._detect import DEFAULT_CONFIG, DetectorConfig, detect_array
 from ._errors import ClearmarkError
+from ._folder import SharedMark
 from ._imageio import (
     IMAGE_SUFFIXES,
     LoadLimits,
@@ -33,6 +35,7 @@ from ._imageio import (
     write_bytes_atomic,
     write_image,
 )
+from ._marks import MarkStore, load_mark
 from ._remove import LocalRemover
 
 Record = dict[str, Any]
@@ -76,6 +79,7 @@ class DetectTask:
     config: DetectorConfig = DEFAULT_CONFIG
     limits: LoadLimits = field(default_factory=LoadLimits)
     masks: Path | None = None
+    marks: Path | None = None  # a MarkStore folder: marks learned from the run's folders
 
     def failure_record(self, item: Input) -> Record:
         return {"path": str(item.path), "width": None, "height": None, "watermarked": None,
@@ -86,7 +90,8 @@ class DetectTask:
         try:
             loaded = load_image(item.path, limits=self.limits)
             height, width = loaded.rgb.shape[:2]
-            detection = detect_array(loaded.rgb, self.config)
+            detection = detect_array(loaded.rgb, self.config,
+                                     shared_marks(self.marks, item.rel, width / height))
             record.update(width=width, height=height, **detection.to_dict())
             if self.masks is not None and detection.watermarked:
                 record["mask"] = str(self._write_mask(item, detection.mask))
@@ -116,6 +121,7 @@ class CleanTask:
     config: DetectorConfig = DEFAULT_CONFIG
     remover: Any = field(default_factory=LocalRemover)
     limits: LoadLimits = field(default_factory=LoadLimits)
+    marks: Path | None = None  # a MarkStore folder: marks learned from the run's folders
 
     def failure_record(self, item: Input) -> Record:
         return {"path": str(item.path), "rel": str(item.rel), "output": str(self.dst / item.rel),
@@ -141,7 +147,8 @@ class CleanTask:
         _refuse_inside(output, self.src)
         loaded = load_image(item.path, limits=self.limits)
         height, width = loaded.rgb.shape[:2]
-        detection = detect_array(loaded.rgb, self.config)
+        detection = detect_array(loaded.rgb, self.config,
+                                 shared_marks(self.marks, item.rel, width / height))
         result: Record = {"width": width, "height": height, **detection.to_dict()}
         if not detection.watermarked:
             copy_file_atomic(item.path, output)
@@ -149,6 +156,19 @@ class CleanTask:
         cleaned = self.remover.remove(loaded.rgb, detection)
         write_image(output, cleaned, loaded.meta, alpha=loaded.alpha)
         return {**result, "status": "cleaned"}
+
+
+def shared_marks(store: Path | None, rel: PurePosixPath, aspect: float) -> list[SharedMark]:
+    """The mark learned for this image's group, if any (read once per worker process)."""
+    if store is None:
+        return []
+    _, path = _mark_store(str(store)).lookup(rel, aspect)
+    return [] if path is None else [load_mark(path)]
+
+
+@lru_cache(maxsize=4)
+def _mark_store(folder: str) -> MarkStore:
+    return MarkStore(Path(folder))  # learned before the run starts: safe to keep
 
 
 def _refuse_inside(output: Path, src: Path) -> None:
@@ -248,58 +268,60 @@ def run(task: Callable[[Input], Record], items: Iterable[Input], *,
 
     With ``jobs > 1`` the work goes to a pool of worker processes, with a bounded number of
     files in flight, so memory stays flat however many files there are. A worker that dies
-    (a crash, the OOM killer) costs a new pool, not the run: the files in flight are retried,
-    and a file in flight at two deaths is recorded as failed.
+    (a crash, the OOM killer) costs a new pool, not the run: the files that were in flight
+    are then run one at a time, so the one that kills its worker alone is recorded as failed
+    and the others are done.
     """
     if jobs <= 1:
         for item in items:
             yield task(item)
         return
     pool = _pool(jobs)
-    window: deque[list[Any]] = deque()  # [item, future, deaths seen], in input order
+    window: deque[tuple[Input, Future[Record]]] = deque()
     try:
         for item in items:
-            window.append([item, pool.submit(task, item), 0])
+            window.append((item, pool.submit(task, item)))
             while len(window) >= 4 * jobs:
                 record, pool = _next_record(window, pool, task, jobs)
-                if record is not None:
-                    yield record
+                yield record
         while window:
             record, pool = _next_record(window, pool, task, jobs)
-            if record is not None:
-                yield record
+            yield record
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
 
 
-def _next_record(window: deque[list[Any]], pool: Executor, task: Callable[[Input], Record],
-                 jobs: int) -> tuple[Record | None, Executor]:
-    """The head item's record, or None after replacing a broken pool (the head is retried)."""
-    future = window[0][1]
+def _next_record(window: deque[tuple[Input, Future[Record]]], pool: Executor,
+                 task: Callable[[Input], Record], jobs: int) -> tuple[Record, Executor]:
+    """The head item's record; after a worker death, the window is redone in isolation."""
     try:
-        record = future.result()
+        record = window[0][1].result()
     except BrokenProcessPool:
-        pool.shutdown(wait=False, cancel_futures=True)
-        pool = _pool(jobs)
-        for entry in window:
-            entry[2] += 1
-        head = window[0]
-        if head[2] >= 2:
-            window.popleft()
-            failed = _failed(task, head[0], "worker process died while processing this file")
-            _resubmit(window, pool, task)
-            return failed, pool
-        _resubmit(window, pool, task)
-        return None, pool
+        pool = _isolate(window, pool, task, jobs)
+        record = window[0][1].result()
     window.popleft()
     return record, pool
 
 
-def _resubmit(window: deque[list[Any]], pool: Executor, task: Callable[[Input], Record]) -> None:
-    for entry in window:
-        future = entry[1]
-        if not (future.done() and not future.cancelled() and future.exception() is None):
-            entry[1] = pool.submit(task, entry[0])
+def _isolate(window: deque[tuple[Input, Future[Record]]], pool: Executor,
+             task: Callable[[Input], Record], jobs: int) -> Executor:
+    """Redo every unfinished item of the window alone in a fresh pool; an item whose worker
+    dies even alone gets a failure record. Returns the pool to go on with."""
+    pool.shutdown(wait=False, cancel_futures=True)
+    pool = _pool(jobs)
+    for index, (item, future) in enumerate(window):
+        if future.done() and not future.cancelled() and future.exception() is None:
+            continue
+        alone = pool.submit(task, item)
+        try:
+            alone.result()
+        except BrokenProcessPool:
+            pool.shutdown(wait=False, cancel_futures=True)
+            pool = _pool(jobs)
+            alone = Future()
+            alone.set_result(_failed(task, item, "worker process died while processing it"))
+        window[index] = (item, alone)
+    return pool
 
 
 def _failed(task: Callable[[Input], Record], item: Input, reason: str) -> Record:

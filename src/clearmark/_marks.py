@@ -1,0 +1,126 @@
+"""Where a run keeps the marks it learned from its folders, and the pass that learns them.
+
+Marks are learned once per group (a folder's images of one aspect ratio) from a sample of at
+most ``MAX_SAMPLE`` images decoded at reduced size, saved as small ``.npz`` files, and read by
+the workers from there: the estimate is made once and shared, never recomputed per worker,
+and a rerun (or a later run into the same DST) reuses it. The learning pass walks one folder
+at a time, so its memory is bounded by one folder's samples, not by the size of the run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterable
+from functools import lru_cache
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import numpy as np
+
+from ._errors import ClearmarkError
+from ._folder import MAX_SAMPLE, WORKING_WIDTH, SharedMark, estimate_shared_mark, working_gray
+from ._imageio import LoadLimits, load_image, write_bytes_atomic
+
+
+def same_aspect(a: float, b: float) -> bool:
+    """Aspect ratios within 1 %: a reduced-size decode rounds sizes a little."""
+    return abs(a - b) <= 0.01 * max(a, b)
+
+
+class MarkStore:
+    """A folder of learned marks. ``index.json`` maps each source folder to the groups learned
+    there: ``[aspect, file]`` pairs, the file null when the group had no shared mark."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self._index_path = folder / "index.json"
+        self.index: dict[str, list[list[Any]]] = {}
+        if self._index_path.exists():
+            try:
+                self.index = json.loads(self._index_path.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                self.index = {}  # a torn index only costs relearning
+
+    def lookup(self, rel: PurePosixPath, aspect: float) -> tuple[bool, str | None]:
+        """(learned?, mark file or None) for an image of ``aspect`` in ``rel``'s folder."""
+        for known_aspect, name in self.index.get(rel.parent.as_posix(), []):
+            if same_aspect(known_aspect, aspect):
+                return True, None if name is None else str(self.folder / name)
+        return False, None
+
+    def put(self, folder: str, aspect: float, mark: SharedMark | None) -> None:
+        name = None
+        if mark is not None:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            key = f"{folder}|{aspect:.4f}"
+            name = hashlib.sha1(key.encode("utf-8")).hexdigest()[:16] + ".npz"
+            mark.save(self.folder / name)
+        self.index.setdefault(folder, []).append([aspect, name])
+
+    def save_index(self) -> None:
+        write_bytes_atomic(self._index_path, json.dumps(self.index, indent=1).encode("utf-8"))
+
+
+@lru_cache(maxsize=64)
+def load_mark(path: str) -> SharedMark:
+    """A worker reads each mark file once (cached per process)."""
+    return SharedMark.load(path)
+
+
+_LOOK_AT = 4 * MAX_SAMPLE  # a folder's first files are its sample; a known folder is skipped
+
+
+def learn_marks(items: Iterable[tuple[Path, PurePosixPath]], store: MarkStore,
+                limits: LoadLimits, on_file: Callable[[], None] | None = None) -> int:
+    """Estimate the shared mark of every group not yet in ``store``; return how many were found.
+
+    ``items`` must come folder by folder (as ``find_inputs`` yields them).
+    """
+    found, seen = 0, 0
+    folder: PurePosixPath | None = None
+    samples: list[tuple[float, list[np.ndarray]]] = []
+    for path, rel in items:
+        if rel.parent != folder:
+            if folder is not None:
+                found += _settle(folder.as_posix(), samples, store)
+            folder, seen = rel.parent, 0
+        if on_file is not None:
+            on_file()
+        seen += 1
+        if seen <= _LOOK_AT and rel.parent.as_posix() not in store.index:
+            _sample(path, rel, samples, store, limits)
+    if folder is not None:
+        found += _settle(folder.as_posix(), samples, store)
+    store.save_index()
+    return found
+
+
+def _sample(path: Path, rel: PurePosixPath, samples: list[tuple[float, list[np.ndarray]]],
+            store: MarkStore, limits: LoadLimits) -> None:
+    """Add the image (decoded at reduced size) to its aspect group's sample, if it needs one."""
+    try:
+        loaded = load_image(path, limits=limits, max_side=2 * WORKING_WIDTH)
+    except ClearmarkError:
+        return  # the main pass reports it
+    height, width = loaded.rgb.shape[:2]
+    aspect = width / height
+    if store.lookup(rel, aspect)[0]:
+        return
+    for known, sample in samples:
+        if same_aspect(known, aspect):
+            if len(sample) < MAX_SAMPLE:
+                sample.append(working_gray(loaded.rgb))
+            return
+    samples.append((aspect, [working_gray(loaded.rgb)]))
+
+
+def _settle(folder: str, samples: list[tuple[float, list[np.ndarray]]], store: MarkStore) -> int:
+    """Estimate each sampled group of ``folder``, record it, and forget the samples."""
+    found = 0
+    for aspect, sample in samples:
+        mark = estimate_shared_mark(sample)
+        store.put(folder, aspect, mark)
+        found += mark is not None
+    samples.clear()
+    return found
