@@ -14,8 +14,9 @@ from typing import Any, Protocol
 import numpy as np
 from PIL import Image
 
-from ._detect import DEFAULT_CONFIG, DetectorConfig, detect_array
-from ._imageio import LoadedImage, encode_image, load_image
+from ._detect import DEFAULT_CONFIG, DetectorConfig, refine
+from ._imageio import LoadedImage, LoadLimits, encode_image
+from ._pipeline import full_image, glance
 from ._regions import Detection
 from ._remove import LocalRemover
 
@@ -30,18 +31,29 @@ class Remover(Protocol):
 
 def detect(image: ImageSource, *, config: DetectorConfig = DEFAULT_CONFIG) -> Detection:
     """Find watermarks in one image (a path, encoded bytes, an RGB ndarray or a PIL image)."""
-    return detect_array(load_image(image).rgb, config)
+    return _detect(image, config)[1]
 
 
 def clean(image: ImageSource, *, remover: Remover | None = None,
           config: DetectorConfig = DEFAULT_CONFIG) -> Any:
     """Detect and remove watermarks; return the same kind of object as ``image``."""
-    loaded = load_image(image)
-    detection = detect_array(loaded.rgb, config)
-    if not detection.watermarked:
+    loaded, detection = _detect(image, config)
+    if loaded is None or not detection.watermarked:
         return _unchanged(image)
     cleaned = (remover or LocalRemover()).remove(loaded.rgb, detection)
     return _same_kind(image, loaded, cleaned)
+
+
+def _detect(image: ImageSource, config: DetectorConfig) -> tuple[LoadedImage | None, Detection]:
+    """Decode at working size and decide, the way the folder runner does; decode in full only
+    when there is something to remove (then the full image comes back too)."""
+    limits = LoadLimits()
+    small, finding = glance(image, config, limits)
+    if not finding.watermarked:
+        width, height = finding.size
+        return None, Detection(False, finding.score, (), np.zeros((height, width), np.uint8))
+    loaded = full_image(image, small, limits)
+    return loaded, refine(loaded.rgb, finding)
 
 
 def detect_batch(images: Iterable[ImageSource], *,

@@ -16,11 +16,12 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 import cv2
 import numpy as np
 
-from ._folder import SharedMark, mark_in_image, match_shared_mark, working_gray
+from ._folder import Match, SharedMark, mark_mask, mark_region, match_shared_mark, working_gray
 from ._regions import Detection, Region, merge_regions, regions_to_mask
 
 
@@ -72,45 +73,84 @@ def detect_array(rgb: np.ndarray, config: DetectorConfig = DEFAULT_CONFIG,
     Returns a ``Detection`` whose regions and mask are in full-resolution pixels.
     """
     _check_rgb(rgb)
-    height, width = rgb.shape[:2]
-    found = [_text_marks(rgb, config), *(_folder_mark(rgb, mark, config) for mark in marks)]
-    hits = [hit for hit in found if hit is not None]
-    if not hits:
-        return Detection(False, 0.0, (), np.zeros((height, width), np.uint8))
-    regions = merge_regions(region for hit in hits for region in hit[0])
-    mask = hits[0][1] if len(hits) == 1 else np.bitwise_or.reduce([hit[1] for hit in hits])
-    return Detection(True, max(hit[2] for hit in hits), tuple(regions), mask)
+    return refine(rgb, find(rgb, (rgb.shape[1], rgb.shape[0]), config, marks))
 
 
-_Hit = tuple[list[Region], np.ndarray, float]  # regions, full-size mask, score
+@dataclass(frozen=True, eq=False)
+class Finding:
+    """What the cheap pass found on a reduced copy: enough to decide, and to report regions.
+
+    Most images are clean, and a clean image needs nothing more (its bytes are copied), so a
+    pipeline decodes it at reduced size only; a watermarked one is then decoded in full and
+    ``refine`` draws its mask.
+    """
+
+    size: tuple[int, int]  # full width, height
+    scale: float  # working pixels per full pixel
+    lines: tuple[_Line, ...]
+    shared: tuple[tuple[Region, SharedMark, Match], ...]
+    regions: tuple[Region, ...]
+    score: float
+
+    @property
+    def watermarked(self) -> bool:
+        return bool(self.regions)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The same JSON form as ``Detection.to_dict``."""
+        return {"watermarked": self.watermarked, "score": round(self.score, 4),
+                "regions": [region.to_dict() for region in self.regions]}
 
 
-def _text_marks(rgb: np.ndarray, config: DetectorConfig) -> _Hit | None:
-    """Text lines in the border bands, found on a reduced working copy."""
-    height, width = rgb.shape[:2]
-    scale = min(1.0, config.working_side / max(height, width))
-    small = rgb if scale == 1.0 else cv2.resize(
-        rgb, (max(1, round(width * scale)), max(1, round(height * scale))),
-        interpolation=cv2.INTER_AREA)
+def find(rgb: np.ndarray, size: tuple[int, int], config: DetectorConfig = DEFAULT_CONFIG,
+         marks: Sequence[SharedMark] = ()) -> Finding:
+    """The cheap pass, on ``rgb``: the image itself or a reduced decode of an image whose full
+    size is ``size`` (width, height)."""
+    _check_rgb(rgb)
+    width, height = size
+    target = min(1.0, config.working_side / max(width, height))
+    working = (max(1, round(width * target)), max(1, round(height * target)))
+    small = rgb if rgb.shape[1::-1] == working else cv2.resize(
+        rgb, working, interpolation=cv2.INTER_AREA)
+    scale = working[0] / width
     lines = _accept(find_text_lines(small, config), config.threshold, config.min_chars)
-    if not lines:
-        return None
-    regions = merge_regions(_to_full_region(line, scale, width, height, config)
-                            for line in lines)
-    return regions, _stroke_mask(rgb, lines, regions, scale), _image_score(lines)
+    shared = [hit for hit in (_shared_mark(small, size, mark, config) for mark in marks)
+              if hit is not None]
+    regions = [_to_full_region(line, scale, width, height, config) for line in lines]
+    regions += [region for region, _, _ in shared]
+    score = max([_image_score(lines), *(region.score for region, _, _ in shared)])
+    return Finding(size, scale, tuple(lines), tuple(shared), tuple(merge_regions(regions)),
+                   score)
 
 
-def _folder_mark(rgb: np.ndarray, mark: SharedMark, config: DetectorConfig) -> _Hit | None:
-    """A folder's shared mark, where this image carries it (maybe shifted a little)."""
+def refine(rgb: np.ndarray, finding: Finding) -> Detection:
+    """The full-resolution mask of what ``find`` found; ``rgb`` is the full image."""
+    if rgb.shape[1::-1] != finding.size:
+        raise ValueError(f"image is {rgb.shape[1]}x{rgb.shape[0]}, the finding is for "
+                         f"{finding.size[0]}x{finding.size[1]}")
     height, width = rgb.shape[:2]
+    mask = np.zeros((height, width), np.uint8)
+    if finding.lines:
+        mask |= _stroke_mask(rgb, list(finding.lines), list(finding.regions), finding.scale)
+    for _, mark, match in finding.shared:
+        mask |= mark_mask(mark, match, width, height)
+    return Detection(finding.watermarked, finding.score, finding.regions, mask)
+
+
+def _shared_mark(small: np.ndarray, size: tuple[int, int], mark: SharedMark,
+                 config: DetectorConfig) -> tuple[Region, SharedMark, Match] | None:
+    """A folder's shared mark, where this image carries it (maybe shifted a little)."""
+    width, height = size
     if abs(width / height - mark.aspect) > 0.01 * mark.aspect:
         return None
-    match = match_shared_mark(working_gray(rgb), mark)
+    match = match_shared_mark(working_gray(small), mark)
     score = 1.0 / (1.0 + math.exp(-12.0 * (match.score - _FOLDER_MATCH)))
     if score < config.threshold:
         return None
-    region, mask = mark_in_image(mark, match, width, height)
-    return [replace(region, score=round(score, 4))], mask, score
+    region = mark_region(mark, match, width, height)
+    if region is None:
+        return None
+    return replace(region, score=round(score, 4)), mark, match
 
 
 def find_text_lines(rgb: np.ndarray, config: DetectorConfig = DEFAULT_CONFIG) -> list[_Line]:

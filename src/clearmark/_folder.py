@@ -176,27 +176,34 @@ def _correlate(window: np.ndarray, template: np.ndarray) -> np.ndarray:
     return np.asarray(cv2.matchTemplate(window, template.astype(np.float32), cv2.TM_CCORR))
 
 
-def mark_in_image(mark: SharedMark, match: Match, width: int, height: int,
-                  grow: int = 2) -> tuple[Region, np.ndarray]:
-    """The mark's region and full-resolution mask in an image of ``width`` x ``height``."""
+def mark_region(mark: SharedMark, match: Match, width: int, height: int,
+                grow: int = 2) -> Region | None:
+    """The mark's box in an image of ``width`` x ``height`` (None if it falls outside)."""
     scale = width / mark.shape[1]
     x, y, w, h = mark.box
     left = max(0, math.floor((x + match.dx) * scale) - grow)
     top = max(0, math.floor((y + match.dy) * scale) - grow)
     right = min(width, math.ceil((x + match.dx + w) * scale) + grow)
     bottom = min(height, math.ceil((y + match.dy + h) * scale) + grow)
-    mask = np.zeros((height, width), np.uint8)
     if right <= left or bottom <= top:
-        return Region(0, 0, 0, 0, kind="folder"), mask
+        return None
+    return Region(left, top, right - left, bottom - top, score=round(max(match.score, 0), 4),
+                  kind="folder")
+
+
+def mark_mask(mark: SharedMark, match: Match, width: int, height: int,
+              grow: int = 2) -> np.ndarray:
+    """The mark's pixels in an image of ``width`` x ``height``, grown by ``grow`` pixels."""
+    scale = width / mark.shape[1]
+    x, y, w, h = mark.box
     patch = cv2.resize(mark.mask, (max(1, round(w * scale)), max(1, round(h * scale))),
                        interpolation=cv2.INTER_NEAREST)
     if grow:
-        patch = cv2.dilate(patch, np.ones((2 * grow + 1, 2 * grow + 1), np.uint8))
-    px, py = math.floor((x + match.dx) * scale), math.floor((y + match.dy) * scale)
-    _paste(mask, patch, px, py)
-    region = Region(left, top, right - left, bottom - top, score=round(max(match.score, 0), 4),
-                    kind="folder")
-    return region, mask
+        patch = cv2.dilate(np.pad(patch, grow), np.ones((2 * grow + 1, 2 * grow + 1), np.uint8))
+    mask = np.zeros((height, width), np.uint8)
+    _paste(mask, patch, math.floor((x + match.dx) * scale) - grow,
+           math.floor((y + match.dy) * scale) - grow)
+    return mask
 
 
 def _paste(canvas: np.ndarray, patch: np.ndarray, x: int, y: int) -> None:

@@ -154,6 +154,12 @@ class LoadedImage:
     alpha: np.ndarray | None
     meta: ImageMeta
     source: str
+    stored_size: tuple[int, int] | None = None  # full (width, height) when decoded reduced
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """The image's full (width, height), orientation applied, even after a reduced decode."""
+        return self.stored_size or (self.rgb.shape[1], self.rgb.shape[0])
 
 
 # --------------------------------------------------------------------------- loading
@@ -213,7 +219,7 @@ def _decode(data: bytes, source: str, limits: LoadLimits, max_side: int | None) 
     """Open lazily, check the header size, then decode (load) and normalise."""
     im = Image.open(io.BytesIO(data), formats=_FORMATS)
     _check_pixels(im.size, limits, source)
-    mode = im.mode
+    mode, full = im.mode, im.size
     if max_side is not None:
         _draft(im, max_side)
     im.load()  # decoding happens here; truncation must fail inside the caller's try
@@ -233,7 +239,9 @@ def _decode(data: bytes, source: str, limits: LoadLimits, max_side: int | None) 
     )
     upright = im.transpose(_TRANSPOSE[orientation]) if orientation in _TRANSPOSE else im
     rgb, alpha = _pixels(upright)
-    return LoadedImage(rgb=rgb, alpha=alpha, meta=meta, source=source)
+    if orientation in (5, 6, 7, 8):  # a quarter turn swaps width and height
+        full = (full[1], full[0])
+    return LoadedImage(rgb=rgb, alpha=alpha, meta=meta, source=source, stored_size=full)
 
 
 def _read_file(path: Path, source: str, limits: LoadLimits) -> bytes:

@@ -12,7 +12,7 @@ import json
 import os
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -24,11 +24,12 @@ from typing import Any
 import cv2
 import numpy as np
 
-from ._detect import DEFAULT_CONFIG, DetectorConfig, detect_array
+from ._detect import DEFAULT_CONFIG, DetectorConfig, Finding, find, refine
 from ._errors import ClearmarkError
 from ._folder import SharedMark
 from ._imageio import (
     IMAGE_SUFFIXES,
+    LoadedImage,
     LoadLimits,
     copy_file_atomic,
     load_image,
@@ -88,15 +89,16 @@ class DetectTask:
     def __call__(self, item: Input) -> Record:
         record = self.failure_record(item)
         try:
-            loaded = load_image(item.path, limits=self.limits)
-            height, width = loaded.rgb.shape[:2]
-            detection = detect_array(loaded.rgb, self.config,
-                                     shared_marks(self.marks, item.rel, width / height))
-            record.update(width=width, height=height, **detection.to_dict())
-            if self.masks is not None and detection.watermarked:
+            small, finding = glance(item.path, self.config, self.limits,
+                                    lambda size: shared_marks(self.marks, item.rel, size))
+            record.update(width=small.size[0], height=small.size[1], **finding.to_dict())
+            if self.masks is not None and finding.watermarked:
+                detection = refine(full_image(item.path, small, self.limits).rgb, finding)
                 record["mask"] = str(self._write_mask(item, detection.mask))
         except ClearmarkError as exc:
             record["error"] = str(exc)
+        except Exception as exc:  # one file's bug must not stop a run of millions
+            record["error"] = f"{item.path}: unexpected {type(exc).__name__}: {exc}"
         return record
 
     def _write_mask(self, item: Input, mask: np.ndarray) -> Path:
@@ -145,24 +147,43 @@ class CleanTask:
         if not is_image_name(item.rel):
             return {"status": "skipped", "error": f"{item.path}: not an image file name"}
         _refuse_inside(output, self.src)
-        loaded = load_image(item.path, limits=self.limits)
-        height, width = loaded.rgb.shape[:2]
-        detection = detect_array(loaded.rgb, self.config,
-                                 shared_marks(self.marks, item.rel, width / height))
-        result: Record = {"width": width, "height": height, **detection.to_dict()}
-        if not detection.watermarked:
+        small, finding = glance(item.path, self.config, self.limits,
+                                lambda size: shared_marks(self.marks, item.rel, size))
+        result: Record = {"width": small.size[0], "height": small.size[1], **finding.to_dict()}
+        if not finding.watermarked:
             copy_file_atomic(item.path, output)
             return {**result, "status": "copied"}
+        loaded = full_image(item.path, small, self.limits)
+        detection = refine(loaded.rgb, finding)
         cleaned = self.remover.remove(loaded.rgb, detection)
         write_image(output, cleaned, loaded.meta, alpha=loaded.alpha)
         return {**result, "status": "cleaned"}
 
 
-def shared_marks(store: Path | None, rel: PurePosixPath, aspect: float) -> list[SharedMark]:
+def glance(source: Any, config: DetectorConfig, limits: LoadLimits,
+           marks: Callable[[tuple[int, int]], Sequence[SharedMark]] = lambda size: ()
+           ) -> tuple[LoadedImage, Finding]:
+    """Decode at the detector's working size (cheap for JPEG) and run the finding pass.
+
+    ``marks`` gives the shared marks for an image of a (width, height).
+    """
+    small = load_image(source, limits=limits, max_side=config.working_side)
+    return small, find(small.rgb, small.size, config, marks(small.size))
+
+
+def full_image(source: Any, small: LoadedImage, limits: LoadLimits) -> LoadedImage:
+    """The full-resolution image behind a ``glance`` (the same object when it was full)."""
+    if small.rgb.shape[1::-1] == small.size:
+        return small
+    return load_image(source, limits=limits)
+
+
+def shared_marks(store: Path | None, rel: PurePosixPath,
+                 size: tuple[int, int]) -> list[SharedMark]:
     """The mark learned for this image's group, if any (read once per worker process)."""
     if store is None:
         return []
-    _, path = _mark_store(str(store)).lookup(rel, aspect)
+    _, path = _mark_store(str(store)).lookup(rel, size[0] / size[1])
     return [] if path is None else [load_mark(path)]
 
 
@@ -280,7 +301,7 @@ def run(task: Callable[[Input], Record], items: Iterable[Input], *,
     window: deque[tuple[Input, Future[Record]]] = deque()
     try:
         for item in items:
-            window.append((item, pool.submit(task, item)))
+            window.append((item, _submit(pool, task, item)))
             while len(window) >= 4 * jobs:
                 record, pool = _next_record(window, pool, task, jobs)
                 yield record
@@ -312,7 +333,7 @@ def _isolate(window: deque[tuple[Input, Future[Record]]], pool: Executor,
     for index, (item, future) in enumerate(window):
         if future.done() and not future.cancelled() and future.exception() is None:
             continue
-        alone = pool.submit(task, item)
+        alone = _submit(pool, task, item)
         try:
             alone.result()
         except BrokenProcessPool:
@@ -322,6 +343,17 @@ def _isolate(window: deque[tuple[Input, Future[Record]]], pool: Executor,
             alone.set_result(_failed(task, item, "worker process died while processing it"))
         window[index] = (item, alone)
     return pool
+
+
+def _submit(pool: Executor, task: Callable[[Input], Record], item: Input) -> Future[Record]:
+    """Submit, or hand back the pool's breakage as this item's outcome (a worker can die
+    between two submissions): the isolation step then redoes it."""
+    try:
+        return pool.submit(task, item)
+    except BrokenProcessPool as exc:
+        failed: Future[Record] = Future()
+        failed.set_exception(exc)
+        return failed
 
 
 def _failed(task: Callable[[Input], Record], item: Input, reason: str) -> Record:
