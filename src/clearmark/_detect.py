@@ -13,9 +13,12 @@ All functions are pure functions of arrays and a frozen ``DetectorConfig``.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from functools import cache
+from importlib.resources import files
 from typing import Any
 
 import cv2
@@ -62,6 +65,7 @@ class _Line:
     bright: bool
     threshold: float  # the stroke response level the line was cut at
     score: float
+    features: tuple[float, ...] = ()  # the cues the score came from (see TextModel)
 
 
 def detect_array(rgb: np.ndarray, config: DetectorConfig = DEFAULT_CONFIG,
@@ -153,17 +157,59 @@ def _shared_mark(small: np.ndarray, size: tuple[int, int], mark: SharedMark,
     return replace(region, score=round(score, 4)), mark, match
 
 
-def find_text_lines(rgb: np.ndarray, config: DetectorConfig = DEFAULT_CONFIG) -> list[_Line]:
+def find_text_lines(rgb: np.ndarray, config: DetectorConfig = DEFAULT_CONFIG,
+                    model: TextModel | None = None) -> list[_Line]:
     """Scored candidate text lines in the top and bottom bands of an RGB working image."""
-    height = rgb.shape[0]
+    model = model or text_model()
+    height, width = rgb.shape[:2]
     band = max(8, round(height * config.band))
     lines: list[_Line] = []
     for top in sorted({0, max(0, height - band)}):
         strip = rgb[top:top + band]
         for bright in (True, False):
-            for line in _lines_in_strip(strip, bright, height, config):
-                lines.append(replace(line, y=line.y + top))
+            found, blobs = _lines_in_strip(strip, bright, height, config)
+            scored = [model.score(_placed(replace(line, y=line.y + top), width, height))
+                      for line in found]
+            pieces = _pieces([replace(b, y=b.y + top) for b in blobs], scored, config.threshold)
+            lines += scored + pieces
     return lines
+
+
+def _placed(line: _Line, width: int, height: int) -> _Line:
+    """Add where the line sits to its cues: marks hug the borders, scene text need not."""
+    centre = line.y + line.height / 2
+    position = (min(centre, height - centre) / height,
+                min(line.x, width - line.x - line.width) / width,
+                line.width / width, line.char_height / height)
+    return replace(line, features=line.features + position)
+
+
+@dataclass(frozen=True)
+class TextModel:
+    """A logistic text-line scorer: weights per named cue, from ``models/text_lines.json``."""
+
+    features: tuple[str, ...]
+    weights: tuple[float, ...]
+    bias: float
+
+    def score(self, line: _Line) -> _Line:
+        logit = self.bias + sum(w * f for w, f in zip(self.weights, line.features, strict=True))
+        return replace(line, score=1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, logit)))))
+
+
+TEXT_FEATURES = ("n_chars", "isolation", "height_spread", "stroke_cv", "flatness", "contrast",
+                 "edge_distance", "side_distance", "width_share", "height_share")
+
+
+@cache
+def text_model() -> TextModel:
+    """The shipped scorer (read once per process)."""
+    data = json.loads(files("clearmark.models").joinpath("text_lines.json").read_text("utf-8"))
+    if tuple(data["features"]) != TEXT_FEATURES:
+        raise ValueError(f"text_lines.json has features {data['features']}, "
+                         f"this version computes {list(TEXT_FEATURES)}")
+    return TextModel(TEXT_FEATURES, tuple(float(w) for w in data["weights"]),
+                     float(data["bias"]))
 
 
 def _accept(candidates: list[_Line], threshold: float, min_chars: int) -> list[_Line]:
@@ -235,7 +281,8 @@ def _stroke_thresholds(response: np.ndarray) -> list[float]:
 
 
 def _lines_in_strip(strip: np.ndarray, bright: bool, image_height: int,
-                    config: DetectorConfig) -> list[_Line]:
+                    config: DetectorConfig) -> tuple[list[_Line], list[_Line]]:
+    """Unscored candidate lines (their cues computed) and every character-like blob."""
     response = _stroke_response(strip, bright, _kernel_size(image_height, config))
     lines: list[_Line] = []
     blobs: list[_Line] = []
@@ -248,7 +295,7 @@ def _lines_in_strip(strip: np.ndarray, bright: bool, image_height: int,
                 lines.append(_score_line(strip, binary, response, stats[1:], group, bright,
                                          threshold))
         blobs += [_blob(stats[1 + i], bright, threshold) for i in chars]
-    return lines + _pieces(blobs, lines, config.threshold)
+    return lines, blobs
 
 
 def _blob(stat: np.ndarray, bright: bool, threshold: float) -> _Line:
@@ -319,9 +366,12 @@ def _score_line(strip: np.ndarray, binary: np.ndarray, response: np.ndarray,
     y1 = int((boxes[:, 1] + boxes[:, 3]).max())
     heights = boxes[:, 3].astype(np.float64)
     char_height = float(np.median(heights))
-    score = _combine(
-        _line_cues(strip, binary, response, (x0, y0, x1, y1), char_height, heights, len(group)))
-    return _Line(x0, y0, x1 - x0, y1 - y0, char_height, len(group), bright, threshold, score)
+    cues = _line_cues(strip, binary, response, (x0, y0, x1, y1), char_height, heights,
+                      len(group))
+    features = (min(cues["n_chars"], 12.0), cues["isolation"], cues["height_spread"],
+                cues["stroke_cv"], cues["flatness"], min(cues["contrast"] / 40.0, 2.5))
+    return _Line(x0, y0, x1 - x0, y1 - y0, char_height, len(group), bright, threshold, 0.0,
+                 features)
 
 
 def _line_cues(strip: np.ndarray, binary: np.ndarray, response: np.ndarray,
@@ -380,20 +430,6 @@ def _stroke_width_cv(stroke: np.ndarray) -> float:
     if widths.size < 4:
         return 1.0
     return float(np.std(widths) / max(float(np.mean(widths)), 1e-6))
-
-
-def _combine(cues: dict[str, float]) -> float:
-    """Turn the cues into a 0..1 line score (hand-set logistic weights; see bench/)."""
-    logit = (
-        0.35 * min(cues["n_chars"], 12.0)
-        - 8.0 * cues["isolation"]
-        - 8.0 * cues["height_spread"]
-        - 2.0 * cues["stroke_cv"]
-        - 5.0 * cues["flatness"]
-        + 0.8 * min(cues["contrast"] / 40.0, 2.5)
-        - 1.0
-    )
-    return 1.0 / (1.0 + math.exp(-logit))
 
 
 def _image_score(lines: list[_Line]) -> float:
