@@ -219,10 +219,14 @@ def _accept(candidates: list[_Line], threshold: float, min_chars: int) -> list[_
     A mark's text often splits into pieces (at an underscore, over a changing background);
     a weak piece next to a strong one is the same mark (hysteresis, as in edge linking).
     """
-    accepted, weak = [], []
-    for line in candidates:
+    accepted: list[_Line] = []
+    weak = []
+    for line in sorted(candidates, key=lambda item: -item.score):
         if line.score >= threshold and line.n_chars >= min_chars:
-            accepted.append(line)
+            # the same text cut at several stroke levels: keep the best cut, whose box does
+            # not carry the texture a lower cut glued to it
+            if not any(_same_place(line, kept) for kept in accepted):
+                accepted.append(line)
         elif line.score >= _PIECE_BAR * threshold:
             weak.append(line)
     grew = True
@@ -234,6 +238,14 @@ def _accept(candidates: list[_Line], threshold: float, min_chars: int) -> list[_
                 weak.remove(line)
                 grew = True
     return accepted
+
+
+def _same_place(a: _Line, b: _Line) -> bool:
+    """Boxes of one polarity overlapping by more than half of the smaller one."""
+    w = min(a.x + a.width, b.x + b.width) - max(a.x, b.x)
+    h = min(a.y + a.height, b.y + b.height) - max(a.y, b.y)
+    smaller = min(a.width * a.height, b.width * b.height)
+    return a.bright == b.bright and w > 0 and h > 0 and w * h > 0.5 * smaller
 
 
 def _continues(piece: _Line, line: _Line) -> bool:
