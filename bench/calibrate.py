@@ -25,7 +25,6 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import dataset  # noqa: E402
-
 from clearmark._detect import (  # noqa: E402
     DEFAULT_CONFIG,
     TEXT_FEATURES,
