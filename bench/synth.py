@@ -444,10 +444,12 @@ def tiled(image: np.ndarray, rng: np.random.Generator, *, text: str | None = Non
     return _finish(image, a, colour, boxes, params, "tiled")
 
 
-def shared_mark(rng: np.random.Generator, width: int, height: int) -> Mark:
-    """One mark (corner text, logo or logo+text) made for width x height photos, to put on a
-    whole folder (12-20 photos) as a site or camera app does; see apply_mark."""
-    kind = _pick(rng, ("corner_text", "logo", "logo_text"))
+def shared_mark(rng: np.random.Generator, width: int, height: int,
+                kind: str | None = None) -> Mark:
+    """One mark (corner text, logo or logo+text; `kind`, else drawn from rng) made for
+    width x height photos, to put on a whole folder (12-20 photos) as a site or camera app
+    does; see apply_mark."""
+    kind = kind or _pick(rng, ("corner_text", "logo", "logo_text"))
     grey = np.full((height, width, 3), 128, np.uint8)  # neutral: colours stay as drawn
     make: dict[str, Callable[..., Layers]] = {
         "corner_text": _text_layers, "logo": _logo_layers, "logo_text": _logo_text_layers}
