@@ -1,4 +1,4 @@
-"""The local remover rewrites only the watermark's pixels."""
+"""The local remover rewrites only the watermark's pixels, and says how it did each region."""
 
 from __future__ import annotations
 
@@ -6,9 +6,11 @@ import numpy as np
 import pytest
 
 from clearmark import Detection, LocalRemover, Region, detect
-from clearmark._regions import regions_to_mask
+from clearmark._regions import mask_to_regions, pad_regions, regions_to_mask
 
 from photos import photo, with_text
+
+FILLS = {"harmonic", "telea", "ns"}
 
 
 def _detection(mask: np.ndarray, regions: list[Region]) -> Detection:
@@ -35,12 +37,25 @@ def test_removal_brings_the_zone_back_towards_the_original() -> None:
     assert after < 0.4 * before
 
 
+def test_a_semi_transparent_text_is_inverted_where_its_strokes_are_thick() -> None:
+    clean = photo("chelsea", 480, 360)
+    image, truth = with_text(clean, "SAMPLE", opacity=0.4, height_share=0.12, corner="tl")
+    detection = _detection(truth, mask_to_regions(truth, kind="text"))
+    cleaned, records = LocalRemover().remove_explained(image, detection)
+    assert {r["method"] for r in records} == {"matte"}
+    zone = truth > 0
+    error = np.abs(cleaned[zone].astype(int) - clean[zone]).mean()
+    assert error < 3.0  # a fill misses the fur's texture by far more
+    filled = LocalRemover(matte=False).remove(image, detection)
+    assert error < 0.5 * np.abs(filled[zone].astype(int) - clean[zone]).mean()
+
+
 def test_a_clean_detection_changes_nothing() -> None:
     image = photo("astronaut")
     nothing = Detection(False, 0.0, (), np.zeros(image.shape[:2], np.uint8))
-    cleaned = LocalRemover().remove(image, nothing)
+    cleaned, records = LocalRemover().remove_explained(image, nothing)
     assert np.array_equal(cleaned, image)
-    assert cleaned is not image
+    assert cleaned is not image and records == []
 
 
 def test_mask_pixels_outside_every_region_are_not_touched() -> None:
@@ -53,23 +68,123 @@ def test_mask_pixels_outside_every_region_are_not_touched() -> None:
     assert not np.array_equal(cleaned[10:20, 10:60], image[10:20, 10:60])
 
 
-@pytest.mark.parametrize("method", ["telea", "ns"])
-def test_both_inpainting_methods_fill_the_mask(method: str) -> None:
+@pytest.mark.parametrize("method", ["auto", "harmonic", "telea", "ns"])
+def test_every_fill_removes_an_opaque_block(method: str) -> None:
     image = np.full((120, 160, 3), 90, np.uint8)
     image[50:60, 40:120] = 255
     mask = np.zeros((120, 160), np.uint8)
     mask[50:60, 40:120] = 255
-    cleaned = LocalRemover(method=method).remove(image, _detection(mask, [Region(30, 40, 100, 30)]))
+    remover = LocalRemover(method=method)
+    cleaned, records = remover.remove_explained(image, _detection(mask, [Region(30, 40, 100, 30)]))
     assert np.abs(cleaned[50:60, 40:120].astype(int) - 90).max() <= 3
+    assert records[0]["method"] in FILLS and records[0]["inverted"] == 0.0
+    assert method == "auto" or records[0]["method"] == method
 
 
-def test_mismatched_mask_is_an_error() -> None:
-    image = np.zeros((10, 10, 3), np.uint8)
-    with pytest.raises(ValueError, match="mask shape"):
-        LocalRemover().remove(image, _detection(np.zeros((5, 5), np.uint8), [Region(0, 0, 2, 2)]))
+def _user_case(kind: str) -> tuple[np.ndarray, np.ndarray, Detection]:
+    """A red blob on a grey ramp and a person's mask over exactly it, of the given kind."""
+    image = np.dstack([np.tile(np.linspace(60, 180, 200), (150, 1)).astype(np.uint8)] * 3)
+    mask = np.zeros((150, 200), np.uint8)
+    mask[40:90, 50:75] = 255
+    mask[100:103, 120:190] = 255
+    image[mask > 0] = (255, 0, 0)
+    return image, mask, _detection(mask, mask_to_regions(mask, kind=kind))
 
 
-@pytest.mark.parametrize("kwargs", [{"method": "magic"}, {"grow": -1}, {"radius": 0}])
+@pytest.mark.parametrize("kind", ["mask", "rectangle"])
+def test_a_users_mask_is_filled_exactly_as_given(kind: str) -> None:
+    image, mask, detection = _user_case(kind)
+    cleaned, records = LocalRemover().remove_explained(image, detection)
+    changed = (cleaned != image).any(axis=2)
+    assert np.array_equal(changed, mask > 0)  # every masked pixel, and nothing else
+    assert all(r["method"] in FILLS for r in records)
+    assert sum(r["pixels"] for r in records) == int((mask > 0).sum())
+
+
+def test_a_users_mask_grows_only_when_asked_and_within_its_regions() -> None:
+    image, mask, detection = _user_case("mask")
+    detection = _detection(mask, pad_regions(detection.regions, 4, 200, 150))
+    assert np.array_equal((LocalRemover().remove(image, detection) != image).any(axis=2),
+                          mask > 0)
+    grown = LocalRemover(user_grow=2).remove(image, detection)
+    changed = (grown != image).any(axis=2)
+    assert changed.sum() > (mask > 0).sum()
+    assert changed[mask > 0].all()
+    inside = regions_to_mask(detection.regions, *mask.shape) > 0
+    assert not changed[~inside].any()  # growing stays inside the regions
+
+
+def test_each_region_reports_its_method_in_order() -> None:
+    image, truth = with_text(photo("coffee"), corner="br")
+    mask = truth.copy()
+    regions = [*mask_to_regions(truth, kind="text"), Region(0, 0, 30, 30, kind="text")]
+    cleaned, records = LocalRemover().remove_explained(image, _detection(mask, regions))
+    assert [(r["x"], r["y"], r["width"], r["height"]) for r in records] == [
+        (g.x, g.y, g.width, g.height) for g in regions]
+    assert records[0]["method"] in FILLS | {"matte"} and records[0]["pixels"] > 0
+    assert records[-1] == {"x": 0, "y": 0, "width": 30, "height": 30, "method": "none",
+                           "pixels": 0, "inverted": 0.0}
+    assert np.array_equal(cleaned[:30, :30], image[:30, :30])
+
+
+@pytest.mark.parametrize("box", [
+    (0, 0, 1, 1),  # one pixel in a corner
+    (159, 119, 1, 1),  # the opposite corner
+    (0, 50, 160, 3),  # a band across the whole width
+    (150, 100, 40, 40),  # hanging off the bottom right
+    (-10, -10, 25, 25),  # hanging off the top left
+    (500, 500, 10, 10),  # entirely outside
+])
+def test_odd_regions_are_handled_and_nothing_outside_them_moves(
+        box: tuple[int, int, int, int]) -> None:
+    image = np.ascontiguousarray(photo("rocket", 160, 120))
+    region = Region(*box, kind="text")
+    mask = regions_to_mask([region], 120, 160)
+    cleaned, records = LocalRemover().remove_explained(image, _detection(mask, [region]))
+    inside = mask > 0
+    assert np.array_equal(cleaned[~inside], image[~inside])
+    assert len(records) == 1 and records[0]["pixels"] == int(inside.sum())
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (2, 3), (7, 5), (64, 48), (33, 301)])
+def test_any_image_size_works(shape: tuple[int, int]) -> None:
+    rng = np.random.default_rng(sum(shape))
+    image = rng.integers(0, 256, (*shape, 3), dtype=np.uint8)
+    mask = np.zeros(shape, np.uint8)
+    mask[shape[0] // 2, shape[1] // 2] = 255
+    region = Region(0, 0, shape[1], shape[0])
+    cleaned = LocalRemover().remove(image, _detection(mask, [region]))
+    assert cleaned.shape == image.shape and cleaned.dtype == np.uint8
+    near = np.zeros(shape, bool)  # the mask grown by grow + 1 (the matte's ring) = 2 px
+    cy, cx = shape[0] // 2, shape[1] // 2
+    near[max(cy - 2, 0):cy + 3, max(cx - 2, 0):cx + 3] = True
+    assert np.array_equal(cleaned[~near], image[~near])
+
+
+@pytest.mark.parametrize("image, error", [
+    (np.zeros((10, 10, 3), np.float32), TypeError),
+    (np.zeros((10, 10, 3), np.uint16), TypeError),
+    (np.zeros((10, 10), np.uint8), ValueError),
+    (np.zeros((10, 10, 4), np.uint8), ValueError),
+    (np.zeros((5, 5, 3), np.uint8), ValueError),  # does not match the 10 x 10 mask
+])
+def test_wrong_inputs_are_refused(image: np.ndarray, error: type[Exception]) -> None:
+    detection = _detection(np.zeros((10, 10), np.uint8), [Region(0, 0, 2, 2)])
+    with pytest.raises(error):
+        LocalRemover().remove(image, detection)
+
+
+@pytest.mark.parametrize("kwargs", [{"method": "magic"}, {"grow": -1}, {"radius": 0},
+                                    {"user_grow": -1}])
 def test_bad_settings_are_refused(kwargs: dict[str, object]) -> None:
     with pytest.raises(ValueError):
         LocalRemover(**kwargs)  # type: ignore[arg-type]
+
+
+def test_the_remover_is_deterministic_and_leaves_its_input_alone() -> None:
+    image, _ = with_text(photo("coffee"), opacity=0.5)
+    before = image.copy()
+    detection = detect(image)
+    first = LocalRemover().remove(image, detection)
+    assert np.array_equal(image, before)
+    assert np.array_equal(LocalRemover().remove(image, detection), first)
