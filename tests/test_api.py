@@ -15,10 +15,12 @@ from clearmark import ImageError, clean, clean_batch, detect, detect_batch
 from photos import photo, save, with_text
 
 PUBLIC = {
-    "MAX_RECTANGLES", "APIError", "APIStatusError", "ClearmarkError", "Detection",
-    "DetectorConfig", "ImageError", "LoadLimits", "LocalRemover", "OutputError", "Region",
-    "Remover", "TaskFailed", "TaskTimeout", "__version__", "clean", "clean_batch", "detect",
-    "detect_batch",
+    "MAX_RECTANGLES", "APIError", "APIStatusError", "BatchCleaner", "CleanTransform",
+    "ClearmarkError", "Detection", "DetectorConfig", "ImageError", "LoadLimits", "LocalRemover",
+    "OutputError", "Region", "Remover", "TaskFailed", "TaskTimeout", "__version__", "clean",
+    "clean_batch", "clean_dataset", "detect", "detect_batch",
+    "APIRemover", "AsyncClient", "Client", "PollPolicy", "RateLimiter", "Submission", "TaskInfo",
+    "TaskResult",
 }
 
 

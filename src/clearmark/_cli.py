@@ -1,4 +1,4 @@
-"""The ``clearmark`` command line: ``detect`` and ``clean``.
+"""The ``clearmark`` command line: ``detect``, ``clean`` and ``serve``.
 
 Only this module touches the terminal: progress bars (on a terminal, quiet otherwise) and the
 summary go to stderr, so ``clearmark detect`` can stream JSON lines on stdout.
@@ -12,8 +12,9 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
+from functools import partial
 from pathlib import Path
 from typing import IO, Any
 
@@ -28,7 +29,9 @@ from rich.progress import (
 )
 
 from . import __version__
+from ._client import DEFAULT_RATE, Client
 from ._detect import DetectorConfig
+from ._fetch import parse_networks
 from ._imageio import LoadLimits
 from ._marks import MarkStore, learn_marks
 from ._pipeline import (
@@ -44,6 +47,8 @@ from ._pipeline import (
     remove_stale_temp_files,
     run,
 )
+from ._protocol import DEFAULT_BASE_URL, resolve_token
+from ._remote import PrepareTask, run_remote
 from ._remove import LocalRemover
 
 EXIT_OK, EXIT_USAGE = 0, 2
@@ -89,17 +94,43 @@ def _parser() -> argparse.ArgumentParser:
     clean.add_argument("--out", type=Path, required=True, metavar="DST",
                        help="output folder (created; never inside SRC)")
     clean.add_argument("--remover", choices=("local", "api"), default=None,
-                       help="where removal runs (default: local, offline)")
-    clean.add_argument("--api-base", metavar="URL", help="removal endpoint base URL")
+                       help="where removal runs (default: api when a token or --api-base "
+                       "is given, else local, offline)")
+    clean.add_argument("--api-base", metavar="URL", help="removal endpoint base URL "
+                       f"(default: {DEFAULT_BASE_URL})")
     clean.add_argument("--token-file", type=Path, metavar="FILE",
                        help="file holding the API token (else CLEARMARK_TOKEN)")
+    clean.add_argument("--rate", type=float, default=DEFAULT_RATE, metavar="R",
+                       help=f"API requests per second (default: {DEFAULT_RATE:g})")
     clean.add_argument("--jsonl", type=Path, metavar="FILE", help="also write one JSON line "
                        "per image here")
     clean.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
                        help="skip images a previous run finished (default: on)")
     _common(clean)
     clean.set_defaults(handler=_clean)
+    _serve_parser(commands)
     return parser
+
+
+def _serve_parser(commands: Any) -> None:
+    serve = commands.add_parser("serve", help="run the removal endpoint (needs the server "
+                                "extra)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on "
+                       "(default: 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="port (default: 8000; 0 picks "
+                       "a free one)")
+    serve.add_argument("--token-file", type=Path, metavar="FILE", help="accepted tokens, one "
+                       "per line (else CLEARMARK_SERVER_TOKENS, comma-separated)")
+    serve.add_argument("--public-url", metavar="URL", help="base of result URLs (default: "
+                       "the URL a request came in on)")
+    serve.add_argument("--workers", type=_positive_int, default=default_jobs(), metavar="N",
+                       help="removals at once (default: all cores)")
+    serve.add_argument("--rate-limit", type=float, metavar="R", help="API requests per "
+                       "second per token (default: no limit)")
+    serve.add_argument("--allow-fetch", action="append", default=[], metavar="CIDR",
+                       help="let image_url/mask_url/callback_url reach this private network "
+                       "(repeatable; by default private addresses are refused)")
+    serve.set_defaults(handler=_serve)
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -165,9 +196,7 @@ def _detect(args: argparse.Namespace, console: Console) -> int:
 def _clean(args: argparse.Namespace, console: Console) -> int:
     src, dst = args.src, args.out
     _check_clean_paths(src, dst)
-    if args.remover == "api" or args.api_base:
-        raise UsageError("the API remover is not available in this version yet; "
-                         "use the local remover (the default)")
+    client = _api_client(args)
     limits = LoadLimits(max_pixels=args.max_pixels)
     dst.mkdir(parents=True, exist_ok=True)
     remove_stale_temp_files(dst)
@@ -205,7 +234,9 @@ def _clean(args: argparse.Namespace, console: Console) -> int:
                 else:
                     yield item
 
-        for record in run(task, todo(), jobs=args.jobs):
+        records = run(task, todo(), jobs=args.jobs) if client is None else \
+            run_remote(PrepareTask(task), todo(), client, jobs=args.jobs)
+        for record in records:
             account(record, resumed=False)
     _summary(console, "clean", counts, ("seen", "watermarked", "cleaned", "copied", "failed",
                                         "skipped", "resumed"), started)
@@ -214,6 +245,60 @@ def _clean(args: argparse.Namespace, console: Console) -> int:
     if len(failures) > 20:
         console.print(f"  ... and {len(failures) - 20} more (see the JSONL report)",
                       markup=False)
+    return EXIT_OK
+
+
+def _api_client(args: argparse.Namespace) -> Callable[..., Client] | None:
+    """How to make the endpoint client, or None for the local remover.
+
+    Without ``--remover``, the endpoint is used when a token or ``--api-base`` is given.
+    """
+    try:
+        token = resolve_token(None, args.token_file)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    choice = args.remover or ("api" if token is not None or args.api_base else "local")
+    if choice == "local":
+        if args.api_base:
+            raise UsageError("--api-base is for the API remover; drop --remover local")
+        return None
+    if token is None:
+        raise UsageError("the API remover needs a token: set CLEARMARK_TOKEN or pass "
+                         "--token-file FILE")
+    base = args.api_base or DEFAULT_BASE_URL
+    if not base.startswith(("http://", "https://")):
+        raise UsageError(f"--api-base must be an http(s) URL, got {base!r}")
+    if not args.rate > 0:
+        raise UsageError("--rate must be a positive number of requests per second")
+    return partial(Client, base, token=token.reveal(), rate=args.rate, verify=False)
+
+
+# -- serve ------------------------------------------------------------------------------------
+
+
+def _serve(args: argparse.Namespace, console: Console) -> int:
+    try:
+        from . import _server
+    except ImportError:
+        raise UsageError("the server needs extra packages: pip install 'clearmark[server]'") \
+            from None
+    try:
+        tokens = _server.load_server_tokens(args.token_file)
+        config = _server.ServerConfig(tokens=tokens, public_url=args.public_url,
+                                      workers=args.workers, rate_limit=args.rate_limit,
+                                      allow=parse_networks(args.allow_fetch))
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    try:
+        sock = _server.bind(args.host, args.port)
+    except OSError as exc:
+        raise UsageError(f"cannot listen on {args.host}:{args.port}: {exc.strerror}") from None
+    host, port = sock.getsockname()[:2]
+    shown = f"[{host}]" if ":" in host else host
+    console.print(f"clearmark serve: listening on http://{shown}:{port} "
+                  f"({len(tokens)} token{'s' if len(tokens) != 1 else ''})", markup=False,
+                  highlight=False)
+    _server.serve(_server.create_app(config), sock)
     return EXIT_OK
 
 
