@@ -234,3 +234,17 @@ def test_without_ray_the_import_says_how_to_install(monkeypatch: pytest.MonkeyPa
     with pytest.raises(ImportError, match=r"^clearmark.ray needs Ray: pip install "
                                           r"'clearmark\[ray\]'$"):
         importlib.import_module("clearmark.ray")
+
+
+def test_cli_engine_ray_matches_the_local_engine(ray: ModuleType, tmp_path: Path) -> None:
+    """`clearmark clean --engine ray` writes the same bytes as the local engine."""
+    from clearmark._cli import main
+
+    src = tmp_path / "src"
+    save(src / "wm.jpg", with_text(photo("coffee"))[0], quality=90)
+    save(src / "clean.png", np.array(photo("astronaut")))
+    assert main(["clean", str(src), "--out", str(tmp_path / "local"), "--jobs", "1"]) == 0
+    assert main(["clean", str(src), "--out", str(tmp_path / "ray"), "--engine", "ray",
+                 "--jobs", "2"]) == 0
+    for name in ("wm.jpg", "clean.png"):
+        assert (tmp_path / "ray" / name).read_bytes() == (tmp_path / "local" / name).read_bytes()

@@ -62,6 +62,9 @@ def main(argv: list[str] | None = None, *, console: Console | None = None) -> in
     """Run the command line; ``console`` (for tests) replaces the stderr console."""
     parser = _parser()
     args = parser.parse_args(argv)
+    if hasattr(args, "jobs"):  # Ray sizes its own pool unless told
+        args.jobs_given = args.jobs is not None
+        args.jobs = args.jobs or default_jobs()
     # one message, one line: logs stay greppable
     console = console or Console(stderr=True, soft_wrap=True)
     try:
@@ -106,6 +109,10 @@ def _parser() -> argparse.ArgumentParser:
                        "per image here")
     clean.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
                        help="skip images a previous run finished (default: on)")
+    clean.add_argument("--engine", choices=("local", "ray"), default="local",
+                       help="where the work runs: this machine's processes, or Ray Data")
+    clean.add_argument("--address", metavar="ADDR", help="Ray cluster address (with --engine "
+                       "ray; default: a local cluster)")
     _common(clean)
     clean.set_defaults(handler=_clean)
     _serve_parser(commands)
@@ -134,7 +141,7 @@ def _serve_parser(commands: Any) -> None:
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--jobs", type=_positive_int, default=default_jobs(), metavar="N",
+    parser.add_argument("--jobs", type=_positive_int, default=None, metavar="N",
                         help="worker processes (default: all cores)")
     parser.add_argument("--max-pixels", type=_positive_int, default=LoadLimits().max_pixels,
                         metavar="N", help="refuse images with more pixels (bomb guard)")
@@ -234,12 +241,18 @@ def _clean(args: argparse.Namespace, console: Console) -> int:
                 else:
                     yield item
 
-        records = run(task, todo(), jobs=args.jobs) if client is None else \
-            run_remote(PrepareTask(task), todo(), client, jobs=args.jobs)
+        if client is not None:
+            records = run_remote(PrepareTask(task), todo(), client, jobs=args.jobs)
+        elif args.engine == "ray":
+            records = _ray_engine()(task, todo(), address=args.address,
+                                    workers=args.jobs if args.jobs_given else None)
+        else:
+            records = run(task, todo(), jobs=args.jobs)
         for record in records:
             account(record, resumed=False)
-    _summary(console, "clean", counts, ("seen", "watermarked", "cleaned", "copied", "failed",
-                                        "skipped", "resumed"), started)
+    counts["copied unchanged"] = counts["copied"]
+    _summary(console, "clean", counts, ("seen", "watermarked", "cleaned", "copied unchanged",
+                                        "failed", "skipped", "resumed"), started)
     for line in failures[:20]:
         console.print(f"  failed: {line}", markup=False, highlight=False)
     if len(failures) > 20:
@@ -307,6 +320,15 @@ def _learn(console: Console, folders: list[Any], store: MarkStore, limits: LoadL
     images = ((item.path, item.rel) for item in find_inputs(folders) if is_image_name(item.rel))
     with _progress(console, "learn", None) as progress:
         learn_marks(images, store, limits, on_file=progress.advance)
+
+
+def _ray_engine() -> Any:
+    """clearmark.ray's engine, or a usage error carrying its one-line install hint."""
+    try:
+        from . import ray as clearmark_ray
+    except ImportError as exc:
+        raise UsageError(str(exc)) from exc
+    return clearmark_ray.run
 
 
 def _check_clean_paths(src: Path, dst: Path) -> None:
@@ -386,4 +408,4 @@ def _summary(console: Console, command: str, counts: Counter[str], keys: tuple[s
     seconds = time.perf_counter() - started
     parts = ", ".join(f"{counts[key]} {key}" for key in keys)
     console.print(f"clearmark {command}: {parts} in {seconds:.1f} s", markup=False,
-                  highlight=False)
+                  highlight=False, soft_wrap=True)  # one line, whatever the width
