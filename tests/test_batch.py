@@ -6,18 +6,15 @@ missing, except on CI (``CI`` set), which installs the extras: there a missing e
 
 from __future__ import annotations
 
-import importlib
 import io
 import json
 import math
-import os
 import pickle
 import re
 import subprocess
 import sys
 import types
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -26,19 +23,10 @@ from PIL import Image
 
 from clearmark import BatchCleaner, CleanTransform, clean, clean_dataset, detect
 
+from extras import require
 from photos import photo, save, with_text
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def require(module: str, extra: str) -> ModuleType:
-    """Import an optional dependency, or skip naming the extra (never skip silently on CI)."""
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        if os.environ.get("CI"):
-            raise
-        pytest.skip(f"needs {module}: pip install 'clearmark[{extra}]'")
 
 
 def readme_blocks(needs_ray: bool) -> list[str]:

@@ -28,19 +28,10 @@ from PIL import Image
 from clearmark import clean, detect
 from clearmark._pipeline import CleanTask, Input, Record, find_inputs, run
 
+from extras import require
 from photos import photo, save, with_text
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def require(module: str, extra: str) -> ModuleType:
-    """Import an optional dependency, or skip naming the extra (never skip silently on CI)."""
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        if os.environ.get("CI"):
-            raise
-        pytest.skip(f"needs {module}: pip install 'clearmark[{extra}]'")
 
 
 @pytest.fixture(scope="module")

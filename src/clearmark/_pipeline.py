@@ -87,19 +87,16 @@ class DetectTask:
                 "score": None, "regions": [], "mask": None, "error": None}
 
     def __call__(self, item: Input) -> Record:
-        record = self.failure_record(item)
-        try:
-            small, finding = glance(item.path, self.config, self.limits,
-                                    lambda size: shared_marks(self.marks, item.rel, size))
-            record.update(width=small.size[0], height=small.size[1], **finding.to_dict())
-            if self.masks is not None and finding.watermarked:
-                detection = refine(full_image(item.path, small, self.limits).rgb, finding)
-                record["mask"] = str(self._write_mask(item, detection.mask))
-        except ClearmarkError as exc:
-            record["error"] = str(exc)
-        except Exception as exc:  # one file's bug must not stop a run of millions
-            record["error"] = f"{item.path}: unexpected {type(exc).__name__}: {exc}"
-        return record
+        return guarded(self.failure_record(item), item, lambda: self._detect(item))
+
+    def _detect(self, item: Input) -> Record:
+        small, finding = glance(item.path, self.config, self.limits,
+                                lambda size: shared_marks(self.marks, item.rel, size))
+        result: Record = {"width": small.size[0], "height": small.size[1], **finding.to_dict()}
+        if self.masks is not None and finding.watermarked:
+            detection = refine(full_image(item.path, small, self.limits).rgb, finding)
+            result["mask"] = str(self._write_mask(item, detection.mask))
+        return result
 
     def _write_mask(self, item: Input, mask: np.ndarray) -> Path:
         assert self.masks is not None
@@ -133,13 +130,8 @@ class CleanTask:
 
     def __call__(self, item: Input) -> Record:
         started = time.perf_counter()
-        record = self.failure_record(item)
-        try:
-            record.update(self._clean(item, self.dst / item.rel))
-        except ClearmarkError as exc:
-            record["error"] = str(exc)
-        except Exception as exc:  # one file's bug must not stop a run of millions
-            record["error"] = f"{item.path}: unexpected {type(exc).__name__}: {exc}"
+        record = guarded(self.failure_record(item), item,
+                         lambda: self._clean(item, self.dst / item.rel))
         record["seconds"] = round(time.perf_counter() - started, 4)
         return record
 
@@ -176,6 +168,18 @@ def full_image(source: Any, small: LoadedImage, limits: LoadLimits) -> LoadedIma
     if small.rgb.shape[1::-1] == small.size:
         return small
     return load_image(source, limits=limits)
+
+
+def guarded(record: Record, item: Input, work: Callable[[], Record]) -> Record:
+    """``record`` updated with what ``work`` returns, or with the error it raised: per-file
+    failures are data, and one file's bug must not stop a run of millions."""
+    try:
+        record.update(work())
+    except ClearmarkError as exc:
+        record["error"] = str(exc)
+    except Exception as exc:
+        record["error"] = f"{item.path}: unexpected {type(exc).__name__}: {exc}"
+    return record
 
 
 def shared_marks(store: Path | None, rel: PurePosixPath,

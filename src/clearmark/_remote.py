@@ -17,6 +17,7 @@ format. Records come back in completion order, each input exactly once.
 from __future__ import annotations
 
 import contextlib
+import functools
 import queue
 import threading
 import time
@@ -32,7 +33,7 @@ import numpy as np
 from ._client import DEFAULT_RATE, Client
 from ._errors import APIError, ClearmarkError
 from ._imageio import ImageMeta, decode_image, load_image, write_image
-from ._pipeline import CleanTask, Input, Record, run
+from ._pipeline import CleanTask, Input, Record, guarded, run
 from ._protocol import (
     DEFAULT_POLICY,
     MAX_UPLOAD,
@@ -208,13 +209,8 @@ class PrepareTask:
         try:
             return self.base(item)
         except _Deferred as deferred:
-            record = self.failure_record(item)
-            try:
-                record.update(self._work(item, deferred))
-            except ClearmarkError as exc:
-                record["error"] = str(exc)
-            except Exception as exc:  # one file's bug must not stop a run of millions
-                record["error"] = f"{item.path}: unexpected {type(exc).__name__}: {exc}"
+            record = guarded(self.failure_record(item), item,
+                             functools.partial(self._work, item, deferred))
             record["seconds"] = round(time.perf_counter() - started, 4)
             return record
 
