@@ -14,9 +14,9 @@ from typing import Any, Protocol
 import numpy as np
 from PIL import Image
 
-from ._detect import DEFAULT_CONFIG, DetectorConfig, refine
+from ._detect import DEFAULT_CONFIG, DetectorConfig
 from ._imageio import LoadedImage, LoadLimits, encode_image
-from ._pipeline import full_image, glance
+from ._pipeline import glance, look_closer
 from ._regions import Detection
 from ._remove import LocalRemover
 
@@ -52,8 +52,7 @@ def _detect(image: ImageSource, config: DetectorConfig) -> tuple[LoadedImage | N
     if not finding.watermarked:
         width, height = finding.size
         return None, Detection(False, finding.score, (), np.zeros((height, width), np.uint8))
-    loaded = full_image(image, small, limits)
-    return loaded, refine(loaded.rgb, finding)
+    return look_closer(image, small, finding, limits)
 
 
 def detect_batch(images: Iterable[ImageSource], *,

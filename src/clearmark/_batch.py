@@ -30,10 +30,10 @@ import numpy as np
 from PIL import Image
 
 from ._api import Remover, _same_kind, _unchanged, clean
-from ._detect import DEFAULT_CONFIG, DetectorConfig, refine
+from ._detect import DEFAULT_CONFIG, DetectorConfig
 from ._errors import ClearmarkError, ImageError
 from ._imageio import LoadedImage, LoadLimits, encode_image
-from ._pipeline import full_image, glance
+from ._pipeline import glance, look_closer
 from ._remove import LocalRemover
 
 RESULT_COLUMNS = ("watermarked", "score", "regions", "status", "error")
@@ -127,8 +127,8 @@ class BatchCleaner:
         regions = json.dumps(summary["regions"], ensure_ascii=False)
         if not finding.watermarked:
             return _Row(unchanged_value(), "copied", False, summary["score"], regions)
-        loaded = full_image(source, small, self.limits)
-        cleaned = self.remover.remove(loaded.rgb, refine(loaded.rgb, finding))
+        loaded, detection = look_closer(source, small, finding, self.limits)
+        cleaned = self.remover.remove(loaded.rgb, detection)
         return _Row(cleaned_value(loaded, cleaned), "cleaned", True, summary["score"], regions)
 
     def __repr__(self) -> str:

@@ -37,6 +37,7 @@ from ._imageio import (
     write_image,
 )
 from ._marks import MarkStore, load_mark
+from ._regions import Detection
 from ._remove import LocalRemover
 
 Record = dict[str, Any]
@@ -94,7 +95,7 @@ class DetectTask:
                                 lambda size: shared_marks(self.marks, item.rel, size))
         result: Record = {"width": small.size[0], "height": small.size[1], **finding.to_dict()}
         if self.masks is not None and finding.watermarked:
-            detection = refine(full_image(item.path, small, self.limits).rgb, finding)
+            _, detection = look_closer(item.path, small, finding, self.limits)
             result["mask"] = str(self._write_mask(item, detection.mask))
         return result
 
@@ -145,8 +146,7 @@ class CleanTask:
         if not finding.watermarked:
             copy_file_atomic(item.path, output)
             return {**result, "status": "copied"}
-        loaded = full_image(item.path, small, self.limits)
-        detection = refine(loaded.rgb, finding)
+        loaded, detection = look_closer(item.path, small, finding, self.limits)
         cleaned = self.remover.remove(loaded.rgb, detection)
         write_image(output, cleaned, loaded.meta, alpha=loaded.alpha)
         return {**result, "status": "cleaned"}
@@ -168,6 +168,13 @@ def full_image(source: Any, small: LoadedImage, limits: LoadLimits) -> LoadedIma
     if small.rgb.shape[1::-1] == small.size:
         return small
     return load_image(source, limits=limits)
+
+
+def look_closer(source: Any, small: LoadedImage, finding: Finding,
+                limits: LoadLimits) -> tuple[LoadedImage, Detection]:
+    """After a ``glance`` that found something: the full image and its full-size detection."""
+    loaded = full_image(source, small, limits)
+    return loaded, refine(loaded.rgb, finding)
 
 
 def guarded(record: Record, item: Input, work: Callable[[], Record]) -> Record:
