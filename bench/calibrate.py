@@ -30,6 +30,7 @@ from clearmark._detect import (  # noqa: E402
     TEXT_FEATURES,
     TextModel,
     find_text_lines,
+    working_size,
 )
 from clearmark._imageio import decode_image  # noqa: E402
 
@@ -43,8 +44,8 @@ def lines_of(spec: dataset.ItemSpec) -> tuple[str, list[tuple[tuple[float, ...],
     sample = dataset.build(spec, dataset_cjk())
     loaded = decode_image(sample.data, max_side=DEFAULT_CONFIG.working_side)
     width, height = loaded.size
-    target = min(1.0, DEFAULT_CONFIG.working_side / max(width, height))
-    working = (max(1, round(width * target)), max(1, round(height * target)))
+    working = working_size((width, height), DEFAULT_CONFIG.working_side)
+    target = working[0] / width
     small = cv2.resize(np.asarray(loaded.rgb), working, interpolation=cv2.INTER_AREA)
     truth = cv2.resize(sample.comp.mask, working, interpolation=cv2.INTER_AREA) > 0
     boxes = _box_mask(sample.comp.boxes, target, working)

@@ -645,6 +645,7 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="about 60 images, a smoke run")
     p.add_argument("--out", type=Path, help="also write the report (markdown) here")
     p.add_argument("--threshold", type=float, help="DetectorConfig(threshold=...)")
+    p.add_argument("--working-side", type=int, help="DetectorConfig(working_side=...)")
     p.add_argument("--sweep", action="store_true",
                    help=f"detection vs false-positive rate over thresholds {SWEEP[0]}..{SWEEP[-1]}")
     p.add_argument("--kinds", default=",".join(dataset.KINDS),
@@ -665,8 +666,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     kinds = tuple(k for k in args.kinds.split(",") if k)
     if unknown := set(kinds) - set(dataset.KINDS):
         raise SystemExit(f"unknown kinds: {sorted(unknown)}")
-    config = DetectorConfig() if args.threshold is None else DetectorConfig(
-        threshold=args.threshold)
+    settings = {"threshold": args.threshold, "working_side": args.working_side}
+    config = DetectorConfig(**{k: v for k, v in settings.items() if v is not None})
     cjk, note = ensure_cjk_font(not args.no_install)
     items = dataset.specs(args.set, quick=args.quick, cjk=cjk is not None, kinds=kinds)
     run = Run(args, config, note, items)

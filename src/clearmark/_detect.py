@@ -32,7 +32,7 @@ from ._regions import Detection, Region, merge_regions, regions_to_mask
 class DetectorConfig:
     """Tunable detector settings; small, frozen and picklable, so it travels to workers."""
 
-    working_side: int = 1024  # long side of the working copy; text 2.5 % high stays >= 12 px
+    working_side: int = 576  # the working copy's long side is 1x to 2x this (``working_size``)
     band: float = 0.22  # share of the height searched at the top and at the bottom
     min_text_height: float = 0.012  # character heights, as a share of the image height
     max_text_height: float = 0.09
@@ -112,8 +112,7 @@ def find(rgb: np.ndarray, size: tuple[int, int], config: DetectorConfig = DEFAUL
     size is ``size`` (width, height)."""
     _check_rgb(rgb)
     width, height = size
-    target = min(1.0, config.working_side / max(width, height))
-    working = (max(1, round(width * target)), max(1, round(height * target)))
+    working = working_size(size, config.working_side)
     small = rgb if rgb.shape[1::-1] == working else cv2.resize(
         rgb, working, interpolation=cv2.INTER_AREA)
     scale = working[0] / width
@@ -125,6 +124,19 @@ def find(rgb: np.ndarray, size: tuple[int, int], config: DetectorConfig = DEFAUL
     score = max([_image_score(lines), *(region.score for region, _, _ in shared)])
     return Finding(size, scale, tuple(lines), tuple(shared), tuple(merge_regions(regions)),
                    score)
+
+
+def working_size(size: tuple[int, int], working_side: int) -> tuple[int, int]:
+    """The size detection works at: the image halved until its long side is below twice
+    ``working_side``. A JPEG decodes straight to that size (libjpeg scales by 1/2, 1/4, 1/8
+    while decoding, rounding up, as ``_imageio`` asks it to), so a 1-MP JPEG is looked at
+    as 576 px for about two thirds of a full decode; an 800x600 image is looked at as it is,
+    so small text keeps all its pixels."""
+    width, height = size
+    factor = 1
+    while max(width, height) >= 2 * factor * working_side:
+        factor *= 2
+    return -(-width // factor), -(-height // factor)
 
 
 def refine(rgb: np.ndarray, finding: Finding) -> Detection:
@@ -164,24 +176,25 @@ def find_text_lines(rgb: np.ndarray, config: DetectorConfig = DEFAULT_CONFIG,
     height, width = rgb.shape[:2]
     band = max(8, round(height * config.band))
     lines: list[_Line] = []
+    signs: list[_Line] = []
     for top in sorted({0, max(0, height - band)}):
         strip = rgb[top:top + band]
         for bright in (True, False):
-            found, blobs = _lines_in_strip(strip, bright, height, config)
-            scored = [model.score(_placed(replace(line, y=line.y + top), width, height))
-                      for line in found]
-            pieces = _pieces([replace(b, y=b.y + top) for b in blobs], scored, config.threshold)
-            lines += scored + pieces
-    return lines
+            scored, blobs, plates = _lines_in_strip(strip, bright, top, (width, height), config,
+                                                    model)
+            lines += scored + _pieces(blobs, scored, config.threshold)
+            signs += plates
+    # a sign's text cut at another stroke level, or seen with the other polarity, is the same
+    # sign even where that cut does not show the plate
+    return [line for line in lines if not any(_overlaps(line, sign) for sign in signs)]
 
 
-def _placed(line: _Line, width: int, height: int) -> _Line:
-    """Add where the line sits to its cues: marks hug the borders, scene text need not."""
+def _position(line: _Line, width: int, height: int) -> dict[str, float]:
+    """Where the line sits, as cues: marks hug the borders, scene text need not."""
     centre = line.y + line.height / 2
-    position = (min(centre, height - centre) / height,
-                min(line.x, width - line.x - line.width) / width,
-                line.width / width, line.char_height / height)
-    return replace(line, features=line.features + position)
+    return {"edge_distance": min(centre, height - centre) / height,
+            "side_distance": min(line.x, width - line.x - line.width) / width,
+            "width_share": line.width / width, "height_share": line.char_height / height}
 
 
 @dataclass(frozen=True)
@@ -194,11 +207,28 @@ class TextModel:
 
     def score(self, line: _Line) -> _Line:
         logit = self.bias + sum(w * f for w, f in zip(self.weights, line.features, strict=True))
-        return replace(line, score=1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, logit)))))
+        return replace(line, score=_sigmoid(logit))
+
+    def best_score(self, known: dict[str, float]) -> float:
+        """The highest score a line with these cues can reach, the others anywhere in their
+        range (``_CUE_RANGES``)."""
+        logit = self.bias
+        for name, weight in zip(self.features, self.weights, strict=True):
+            if name in known:
+                logit += weight * known[name]
+            else:
+                low, high = _CUE_RANGES[name]
+                logit += max(weight * low, weight * high) if weight else 0.0
+        return _sigmoid(logit)
+
+
+def _sigmoid(logit: float) -> float:
+    return 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, logit))))
 
 
 TEXT_FEATURES = ("n_chars", "isolation", "height_spread", "stroke_cv", "flatness", "contrast",
                  "edge_distance", "side_distance", "width_share", "height_share")
+_CUE_RANGES = {"stroke_cv": (0.0, math.inf), "flatness": (0.0, math.inf)}  # the costly cues
 
 
 @cache
@@ -242,10 +272,15 @@ def _accept(candidates: list[_Line], threshold: float, min_chars: int) -> list[_
 
 def _same_place(a: _Line, b: _Line) -> bool:
     """Boxes of one polarity overlapping by more than half of the smaller one."""
+    return a.bright == b.bright and _overlaps(a, b)
+
+
+def _overlaps(a: _Line, b: _Line) -> bool:
+    """Boxes overlapping by more than half of the smaller one."""
     w = min(a.x + a.width, b.x + b.width) - max(a.x, b.x)
     h = min(a.y + a.height, b.y + b.height) - max(a.y, b.y)
     smaller = min(a.width * a.height, b.width * b.height)
-    return a.bright == b.bright and w > 0 and h > 0 and w * h > 0.5 * smaller
+    return w > 0 and h > 0 and w * h > 0.5 * smaller
 
 
 def _continues(piece: _Line, line: _Line) -> bool:
@@ -281,6 +316,7 @@ def _stroke_response(strip: np.ndarray, bright: bool, ksize: int) -> np.ndarray:
 _FOLDER_MATCH = 0.3  # gradient correlation that scores 0.5 (shared marks score 0.3-0.8,
 # other photos below 0.2 on the synthetic folders of bench/)
 _PIECE_BAR = 0.2  # a piece may extend a line if it scores this share of the threshold
+_MAX_STROKE = 0.45  # letters' strokes are thinner than this share of their height
 _STROKE_LEVELS = (24.0, 40.0, 64.0, 100.0)  # response thresholds tried, faint to strong
 
 
@@ -292,27 +328,113 @@ def _stroke_thresholds(response: np.ndarray) -> list[float]:
     return [level for level in _STROKE_LEVELS if level >= floor] or [_STROKE_LEVELS[-1]]
 
 
-def _lines_in_strip(strip: np.ndarray, bright: bool, image_height: int,
-                    config: DetectorConfig) -> tuple[list[_Line], list[_Line]]:
-    """Unscored candidate lines (their cues computed) and every character-like blob."""
-    response = _stroke_response(strip, bright, _kernel_size(image_height, config))
+def _lines_in_strip(strip: np.ndarray, bright: bool, top: int, size: tuple[int, int],
+                    config: DetectorConfig, model: TextModel
+                    ) -> tuple[list[_Line], list[_Line], list[_Line]]:
+    """Scored candidate lines, every character-like blob and the lines found to be scene text
+    (``_scene_text``) of one strip, in image rows (the strip starts at row ``top`` of an image
+    of ``size``)."""
+    height = size[1]
+    response = _stroke_response(strip, bright, _kernel_size(height, config))
+    floor = _PIECE_BAR * config.threshold
     lines: list[_Line] = []
     blobs: list[_Line] = []
+    plates: list[_Line] = []
     for threshold in _stroke_thresholds(response):
         binary = (response > threshold).astype(np.uint8)
-        _, _, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
-        chars = _character_components(stats[1:], image_height, config)
-        for group in _group_into_lines(stats[1:], chars):
-            if len(group) >= config.min_chars:
-                lines.append(_score_line(strip, binary, response, stats[1:], group, bright,
-                                         threshold))
-        blobs += [_blob(stats[1 + i], bright, threshold) for i in chars]
-    return lines, blobs
+        _, _, stats, _ = cv2.connectedComponentsWithStatsWithAlgorithm(
+            binary, 8, cv2.CV_32S, cv2.CCL_BBDT)
+        stats = stats[1:]
+        chars = _character_components(stats, height, config)
+        groups = _group_into_lines(stats, chars)
+        rows = _group_boxes(stats, [group for group in groups if len(group) >= config.min_chars])
+        for group in groups:
+            if _advances(stats, group) < config.min_chars:
+                continue
+            line = _score_line(strip, binary, response, stats, group, bright, threshold,
+                               top, size, model, floor)
+            if line is None:
+                continue
+            if line.score >= floor and _stacked_lines(replace(line, y=line.y - top),
+                                                      rows) >= _STACKED:
+                continue
+            if line.score >= floor and _on_plate(strip, binary, replace(line, y=line.y - top)):
+                plates.append(line)
+            else:
+                lines.append(line)
+        blobs += [_Line(int(x), int(y) + top, int(w), int(h), float(h), 1, bright, threshold,
+                        0.0) for x, y, w, h in stats[chars, :4].tolist()]
+    return lines, blobs, plates
 
 
-def _blob(stat: np.ndarray, bright: bool, threshold: float) -> _Line:
-    x, y, w, h = (int(v) for v in stat[:4])
-    return _Line(x, y, w, h, float(h), 1, bright, threshold, 0.0)
+def _advances(stats: np.ndarray, group: list[int]) -> int:
+    """Letters in a row each start past the middle of the one before (an accent, a dot or a
+    character's second part may sit above another one; blobs of texture pile up anywhere)."""
+    count, reach = 0, -math.inf
+    for x, w in sorted(stats[group, 0:3:2].tolist()):
+        if x >= reach:
+            count += 1
+            reach = x + w / 2
+    return count
+
+
+def _group_boxes(stats: np.ndarray, groups: list[list[int]]) -> np.ndarray:
+    """(n, 5) float array: x0, y0, x1, y1 and median character height of each group."""
+    out = np.zeros((len(groups), 5))
+    for i, group in enumerate(groups):
+        x, y, w, h = (stats[group, k] for k in range(4))
+        out[i] = x.min(), y.min(), (x + w).max(), (y + h).max(), np.median(h)
+    return out
+
+
+# Scene text has layouts watermarks do not have: a block of lines of one size stacked above one
+# another (a page, a menu, a poster), and text on an opaque plate (a sign, a label), where the
+# ground right around the letters is one flat colour that stops, a little further out, at the
+# sign's edge. A mark's ground is the photo itself, alike just around the text and further out.
+_STACKED = 2  # a line with this many similar lines just above or below it is a page of text
+_PLATE_FLAT = 30.0  # the ground right around a sign's text varies less than this (IQR, levels)
+_PLATE_STEP = 40.0  # ... and differs from the scene around the sign by this much
+
+
+def _stacked_lines(line: _Line, rows: np.ndarray) -> int:
+    """Other lines of about the same letter height, overlapping this one horizontally, within
+    a few letter heights above or below it (``line`` and ``rows`` in the strip's rows)."""
+    h = line.char_height
+    x0, x1 = line.x, line.x + line.width
+    centre = line.y + line.height / 2
+    overlap = np.minimum(rows[:, 2], x1) - np.maximum(rows[:, 0], x0)
+    narrower = np.minimum(rows[:, 2] - rows[:, 0], x1 - x0)
+    distance = np.abs((rows[:, 1] + rows[:, 3]) / 2 - centre)
+    near = ((np.abs(rows[:, 4] - h) <= 0.3 * h) & (overlap >= 0.3 * narrower)
+            & (distance >= 0.8 * h) & (distance <= 6.5 * h))
+    return int(np.count_nonzero(near))
+
+
+def _on_plate(strip: np.ndarray, binary: np.ndarray, line: _Line) -> bool:
+    """The text's near ground is flat and unlike the scene a little further out (``line`` in
+    the strip's rows)."""
+    inner = _ring(strip.shape[:2], line, 0.15, 0.45)
+    outer = _ring(strip.shape[:2], line, 1.0, 1.6)
+    strokes = cv2.dilate(binary, np.ones((3, 3), np.uint8)).astype(bool)
+    near, far = strip[inner & ~strokes], strip[outer & ~strokes]
+    if len(near) < 20 or len(far) < 20:
+        return False
+    q_near = np.percentile(near, [25, 50, 75], axis=0)
+    flat = float((q_near[2] - q_near[0]).max())
+    step = float(np.abs(q_near[1] - np.median(far, axis=0)).max())
+    return flat <= _PLATE_FLAT and step >= _PLATE_STEP
+
+
+def _ring(shape: tuple[int, int], line: _Line, inner: float, outer: float) -> np.ndarray:
+    """Pixels between the line's box grown by ``inner`` and by ``outer`` letter heights."""
+    def grown(by: float) -> np.ndarray:
+        pad = max(1, round(by * line.char_height))
+        box = np.zeros(shape, bool)
+        box[max(0, line.y - pad):line.y + line.height + pad,
+            max(0, line.x - pad):line.x + line.width + pad] = True
+        return box
+
+    return grown(outer) & ~grown(inner)
 
 
 def _pieces(blobs: list[_Line], lines: list[_Line], threshold: float) -> list[_Line]:
@@ -344,65 +466,72 @@ def _character_components(stats: np.ndarray, image_height: int,
 
 
 def _group_into_lines(stats: np.ndarray, chars: np.ndarray) -> list[list[int]]:
-    """Chain character blobs left to right when they share a centre line, a height and are near."""
-    order = chars[np.argsort(stats[chars, 0], kind="stable")]
-    parent = {int(i): int(i) for i in order}
+    """Chain character blobs left to right when they share a centre line, a height and are near.
 
-    def find(i: int) -> int:
+    Blob ``b`` (to the right of ``a`` in x order) joins ``a`` when their centres are within
+    0.45 of the taller one's height and their heights within 2.2x; ``a`` looks rightwards only
+    until the first blob starting more than 1.2 heights past its end. Pairs are tested all at
+    once with numpy; a union-find joins them.
+    """
+    if chars.size == 0:
+        return []
+    order = chars[np.argsort(stats[chars, 0], kind="stable")]
+    x, y, w, h = (stats[order, k].astype(np.float64) for k in range(4))
+    tall = np.maximum(h[:, None], h[None, :])
+    later = np.triu(np.ones((order.size, order.size), bool), 1)
+    too_far = later & (x[None, :] - (x + w)[:, None] > 1.2 * tall)
+    reached = later & (np.cumsum(too_far, axis=1) == 0)  # before a's first too-far blob
+    same_row = np.abs((y + h / 2)[:, None] - (y + h / 2)[None, :]) < 0.45 * tall
+    alike = tall <= 2.2 * np.minimum(h[:, None], h[None, :])
+    parent = list(range(order.size))
+
+    def root(i: int) -> int:
         while parent[i] != i:
             parent[i] = parent[parent[i]]
             i = parent[i]
         return i
 
-    for pos, a in enumerate(order):
-        xa, ya, wa, ha = (int(v) for v in stats[a, :4])
-        for b in order[pos + 1:]:
-            xb, yb, _, hb = (int(v) for v in stats[b, :4])
-            tall = max(ha, hb)
-            if xb - (xa + wa) > 1.2 * tall:
-                break
-            same_row = abs((ya + ha / 2) - (yb + hb / 2)) < 0.45 * tall
-            if same_row and max(ha, hb) <= 2.2 * min(ha, hb):
-                parent[find(int(a))] = find(int(b))
+    for a, b in zip(*np.nonzero(reached & same_row & alike), strict=True):
+        parent[root(int(a))] = root(int(b))
     groups: dict[int, list[int]] = {}
-    for i in order:
-        groups.setdefault(find(int(i)), []).append(int(i))
+    for i, index in enumerate(order.tolist()):
+        groups.setdefault(root(i), []).append(index)
     return list(groups.values())
 
 
 def _score_line(strip: np.ndarray, binary: np.ndarray, response: np.ndarray,
-                stats: np.ndarray, group: list[int], bright: bool, threshold: float) -> _Line:
+                stats: np.ndarray, group: list[int], bright: bool, threshold: float,
+                top: int, size: tuple[int, int], model: TextModel, floor: float) -> _Line | None:
+    """The line of a group of blobs, scored; None when it cannot score ``floor`` whatever its
+    stroke-width and flatness cues, which are the costly ones and are then never computed."""
     boxes = stats[group, :4]
     x0, y0 = int(boxes[:, 0].min()), int(boxes[:, 1].min())
     x1 = int((boxes[:, 0] + boxes[:, 2]).max())
     y1 = int((boxes[:, 1] + boxes[:, 3]).max())
     heights = boxes[:, 3].astype(np.float64)
     char_height = float(np.median(heights))
-    cues = _line_cues(strip, binary, response, (x0, y0, x1, y1), char_height, heights,
-                      len(group))
-    features = (min(cues["n_chars"], 12.0), cues["isolation"], cues["height_spread"],
-                cues["stroke_cv"], cues["flatness"], min(cues["contrast"] / 40.0, 2.5))
-    return _Line(x0, y0, x1 - x0, y1 - y0, char_height, len(group), bright, threshold, 0.0,
-                 features)
-
-
-def _line_cues(strip: np.ndarray, binary: np.ndarray, response: np.ndarray,
-               box: tuple[int, int, int, int], char_height: float, heights: np.ndarray,
-               n_chars: int) -> dict[str, float]:
-    x0, y0, x1, y1 = box
-    stroke = binary[y0:y1, x0:x1].astype(bool)
-    core = _stroke_core(binary[y0:y1, x0:x1])
+    box = (x0, y0, x1, y1)
+    stroke = binary[y0:y1, x0:x1]
+    count = np.count_nonzero(stroke)
+    covered = max(count / stroke.size, 1e-3)
+    contrast = float(cv2.mean(response[y0:y1, x0:x1], mask=stroke)[0]) if count else 0.0
+    line = _Line(x0, y0 + top, x1 - x0, y1 - y0, char_height, len(group), bright, threshold,
+                 0.0)
+    cues = {"n_chars": min(float(len(group)), 12.0),
+            "height_spread": _robust_spread(heights),
+            "isolation": _ring_density(binary, box, char_height) / covered,
+            "contrast": min(contrast / 40.0, 2.5),
+            **_position(line, *size)}
+    if model.best_score(cues) < floor:
+        return None
     pixels = strip[y0:y1, x0:x1]
-    contrast = float(np.mean(response[y0:y1, x0:x1][stroke])) if stroke.any() else 0.0
-    return {
-        "n_chars": float(n_chars),
-        "height_spread": _robust_spread(heights),
-        "isolation": _ring_density(binary, box, char_height) / max(float(stroke.mean()), 1e-3),
-        "flatness": max(_iqr(pixels[core][:, c]) for c in range(3)) / max(contrast, 1.0)
-        if core.any() else 1.0,
-        "contrast": contrast,
-        "stroke_cv": _stroke_width_cv(binary[y0:y1, x0:x1]),
-    }
+    core = _stroke_core(stroke)
+    width, cues["stroke_cv"] = _stroke_widths(stroke)
+    if width > _MAX_STROKE * char_height:
+        return None  # blobs, not letters: the gaps of a lattice, leaves, windows
+    cues["flatness"] = float(np.ptp(np.percentile(pixels[core], [25, 75], axis=0), axis=0).max()
+                             ) / max(contrast, 1.0) if core.any() else 1.0
+    return model.score(replace(line, features=tuple(cues[name] for name in TEXT_FEATURES)))
 
 
 def _stroke_core(stroke: np.ndarray) -> np.ndarray:
@@ -429,19 +558,16 @@ def _robust_spread(values: np.ndarray) -> float:
     return float(np.median(np.abs(values - median))) / max(median, 1.0)
 
 
-def _iqr(values: np.ndarray) -> float:
-    q25, q75 = np.percentile(values, [25, 75])
-    return float(q75 - q25)
-
-
-def _stroke_width_cv(stroke: np.ndarray) -> float:
-    """Spread of stroke widths along the stroke ridges; printed text keeps it low."""
+def _stroke_widths(stroke: np.ndarray) -> tuple[float, float]:
+    """Mean and coefficient of variation of the stroke widths along the stroke ridges; printed
+    text has thin strokes of one width."""
     dist = cv2.distanceTransform(stroke, cv2.DIST_L2, 3)
     ridge = (dist > 0) & (dist >= cv2.dilate(dist, np.ones((3, 3), np.uint8)))
     widths = dist[ridge]
     if widths.size < 4:
-        return 1.0
-    return float(np.std(widths) / max(float(np.mean(widths)), 1e-6))
+        return 0.0, 1.0
+    mean = float(np.mean(widths))
+    return 2.0 * mean, float(np.std(widths) / max(mean, 1e-6))
 
 
 def _image_score(lines: list[_Line]) -> float:
