@@ -7,9 +7,12 @@ import os
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+import numpy as np
 import pytest
 
+from clearmark import Detection, LocalRemover, OutputError
 from clearmark._pipeline import (
+    CleanTask,
     Input,
     Journal,
     find_inputs,
@@ -18,6 +21,9 @@ from clearmark._pipeline import (
     remove_stale_temp_files,
     run,
 )
+from clearmark._report import Thumbnailer
+
+from photos import photo, save, with_text
 
 
 def _items(names: list[str]) -> list[Input]:
@@ -124,3 +130,38 @@ def test_journal_lines_are_plain_json(tmp_path: Path) -> None:
     journal.append({"rel": "ü/é.jpg", "status": "copied"})
     journal.close()
     assert json.loads(journal.path.read_text(encoding="utf-8"))["rel"] == "ü/é.jpg"
+
+
+class PlainRemover:
+    """A remover with ``remove`` only: it cannot say how it removed a region."""
+
+    def remove(self, rgb: np.ndarray, detection: Detection) -> np.ndarray:
+        return LocalRemover().remove(rgb, detection)
+
+
+def test_clean_records_the_method_per_region_and_makes_previews_only_when_asked(
+        tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    save(src / "a.png", with_text(photo("coffee", 400, 300))[0])
+    item = next(find_inputs([src]))
+    plain = CleanTask(src, tmp_path / "plain")(item)  # the library default: no previews
+    assert plain["status"] == "cleaned" and "thumbs" not in plain
+    assert not (tmp_path / "plain/.clearmark").exists()
+    assert {r["method"] for r in plain["regions"]} <= {"matte", "harmonic", "telea", "ns"}
+    unexplained = CleanTask(src, tmp_path / "other", remover=PlainRemover())(item)
+    assert [r["method"] for r in unexplained["regions"]] == [None] * len(plain["regions"])
+    shown = CleanTask(src, tmp_path / "shown", thumbs=True)(item)
+    assert (tmp_path / "shown" / shown["thumbs"]["after"]).is_file()
+
+
+def test_a_preview_that_cannot_be_written_costs_the_picture_not_the_record(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def full_disk(self: Thumbnailer, rel: str, *args: object) -> None:
+        raise OutputError(str(self.dst / rel), "no space left on device")
+
+    monkeypatch.setattr(Thumbnailer, "cleaned", full_disk)
+    src = tmp_path / "src"
+    save(src / "a.png", with_text(photo("coffee", 400, 300))[0])
+    record = CleanTask(src, tmp_path / "dst", thumbs=True)(next(find_inputs([src])))
+    assert record["status"] == "cleaned" and record["error"] is None
+    assert "no space left" in record["thumbs"]["error"]

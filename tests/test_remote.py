@@ -92,6 +92,11 @@ def _records(path: Path) -> dict[str, dict[str, object]]:
     return {str(r["rel"]): r for r in map(json.loads, path.read_text().splitlines())}
 
 
+def _without_method(regions: object) -> list[dict[str, object]]:
+    assert isinstance(regions, list)
+    return [{k: v for k, v in r.items() if k != "method"} for r in regions]
+
+
 def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -113,8 +118,16 @@ def test_clean_via_the_api_matches_the_local_path_record_for_record(
     for rel, record in local.items():
         other = remote[rel]
         assert set(other) == set(record)  # one record format, whichever remover
-        for key in ("status", "width", "height", "watermarked", "score", "regions"):
+        for key in ("status", "width", "height", "watermarked", "score"):
             assert other[key] == record[key], (rel, key)
+        assert _without_method(other["regions"]) == _without_method(record["regions"]), rel
+        assert all(r["method"] == "api" for r in other["regions"])  # the endpoint says no more
+        if record["status"] == "cleaned":  # the review page's previews, made on both paths
+            assert set(other["thumbs"]) == set(record["thumbs"]) == {"before", "after", "zooms"}
+            assert len(other["thumbs"]["zooms"]) == len(other["regions"])
+            for name in (other["thumbs"]["before"], other["thumbs"]["after"],
+                         *other["thumbs"]["zooms"]):
+                assert (tmp_path / "api" / name).is_file()
     watermarked = [rel for rel, r in local.items() if r["watermarked"]]
     assert "alpha.png" in watermarked and len(watermarked) >= 3
     assert len(recorder.submissions) - before == len(watermarked)  # clean images: not sent

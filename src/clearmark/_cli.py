@@ -1,4 +1,4 @@
-"""The ``clearmark`` command line: ``detect``, ``clean`` and ``serve``.
+"""The ``clearmark`` command line: ``detect``, ``clean``, ``report`` and ``serve``.
 
 Only this module touches the terminal: progress bars (on a terminal, quiet otherwise) and the
 summary go to stderr, so ``clearmark detect`` can stream JSON lines on stdout.
@@ -31,6 +31,7 @@ from rich.progress import (
 from . import __version__
 from ._client import DEFAULT_RATE, Client
 from ._detect import DetectorConfig
+from ._errors import ClearmarkError
 from ._fetch import parse_networks
 from ._imageio import LoadLimits
 from ._marks import MarkStore, learn_marks
@@ -50,8 +51,9 @@ from ._pipeline import (
 from ._protocol import DEFAULT_BASE_URL, resolve_token
 from ._remote import PrepareTask, run_remote
 from ._remove import LocalRemover
+from ._report import record_run, summarize, write_report
 
-EXIT_OK, EXIT_USAGE = 0, 2
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 class UsageError(Exception):
@@ -113,8 +115,19 @@ def _parser() -> argparse.ArgumentParser:
                        help="where the work runs: this machine's processes, or Ray Data")
     clean.add_argument("--address", metavar="ADDR", help="Ray cluster address (with --engine "
                        "ray; default: a local cluster)")
+    clean.add_argument("--report", action=argparse.BooleanOptionalAction, default=True,
+                       help="make thumbnails and write DST/report.html, the review page "
+                       "(default: on)")
     _common(clean)
     clean.set_defaults(handler=_clean)
+
+    report = commands.add_parser("report", help="(re)write DST/report.html, the review page "
+                                 "of a clean run")
+    report.add_argument("dst", type=Path, metavar="DST", help="the folder a clean run wrote")
+    report.add_argument("--threshold", type=float, default=None, metavar="T",
+                        help="the detector threshold that 'low confidence' is measured from "
+                        "(default: the last run's)")
+    report.set_defaults(handler=_report)
     _serve_parser(commands)
     return parser
 
@@ -213,7 +226,7 @@ def _clean(args: argparse.Namespace, console: Console) -> int:
         _learn(console, [src], MarkStore(marks), limits)
     task = CleanTask(src=src if src.is_dir() else src.parent, dst=dst,
                      config=_detector_config(args), remover=LocalRemover(), limits=limits,
-                     marks=marks)
+                     marks=marks, thumbs=args.report)
     journal = Journal(dst)
     previous = journal.load() if args.resume else {}
     started, counts = time.perf_counter(), Counter[str]()
@@ -250,9 +263,12 @@ def _clean(args: argparse.Namespace, console: Console) -> int:
             records = run(task, todo(), jobs=args.jobs)
         for record in records:
             account(record, resumed=False)
+    record_run(dst, seconds=time.perf_counter() - started, threshold=args.threshold,
+               seen=counts["seen"], resumed=counts["resumed"])
+    tail = _write_report(console, dst, args.threshold) if args.report else ""
     counts["copied unchanged"] = counts["copied"]
     _summary(console, "clean", counts, ("seen", "watermarked", "cleaned", "copied unchanged",
-                                        "failed", "skipped", "resumed"), started)
+                                        "failed", "skipped", "resumed"), started, tail)
     for line in failures[:20]:
         console.print(f"  failed: {line}", markup=False, highlight=False)
     if len(failures) > 20:
@@ -284,6 +300,41 @@ def _api_client(args: argparse.Namespace) -> Callable[..., Client] | None:
     if not args.rate > 0:
         raise UsageError("--rate must be a positive number of requests per second")
     return partial(Client, base, token=token.reveal(), rate=args.rate, verify=False)
+
+
+def _write_report(console: Console, dst: Path, threshold: float) -> str:
+    """The review page of every record in the journal (this run's and resumed ones): its
+    path for the summary line. A page that cannot be written is said, not fatal: the images
+    are all accounted for."""
+    try:
+        return f"; review: {write_report(dst, Journal(dst).load().values(), threshold=threshold)}"
+    except (ClearmarkError, OSError) as exc:
+        console.print(f"clearmark clean: could not write the report: {exc}", markup=False,
+                      highlight=False)
+        return ""
+
+
+# -- report -----------------------------------------------------------------------------------
+
+
+def _report(args: argparse.Namespace, console: Console) -> int:
+    journal = Journal(args.dst)
+    if not journal.path.is_file():
+        raise UsageError(f"{args.dst} holds no clean run (no {journal.path})")
+    if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
+        raise UsageError("--threshold must be in [0, 1]")
+    records = list(journal.load().values())
+    try:
+        page = write_report(args.dst, records, threshold=args.threshold)
+    except ClearmarkError as exc:
+        console.print(f"clearmark report: {exc}", markup=False, highlight=False)
+        return EXIT_FAILED
+    counts = summarize(records, 0.5)
+    parts = ", ".join(f"{counts[key]} {key}" for key in ("seen", "cleaned", "unchanged",
+                                                          "failed", "skipped"))
+    console.print(f"clearmark report: {parts}; wrote {page}", markup=False, highlight=False,
+                  soft_wrap=True)
+    return EXIT_OK
 
 
 # -- serve ------------------------------------------------------------------------------------
@@ -404,8 +455,8 @@ class _progress:
 
 
 def _summary(console: Console, command: str, counts: Counter[str], keys: tuple[str, ...],
-             started: float) -> None:
+             started: float, tail: str = "") -> None:
     seconds = time.perf_counter() - started
     parts = ", ".join(f"{counts[key]} {key}" for key in keys)
-    console.print(f"clearmark {command}: {parts} in {seconds:.1f} s", markup=False,
+    console.print(f"clearmark {command}: {parts} in {seconds:.1f} s{tail}", markup=False,
                   highlight=False, soft_wrap=True)  # one line, whatever the width

@@ -748,9 +748,14 @@ def write_image(
     write_bytes_atomic(path, data)
 
 
-def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write bytes via a temp file in the same folder, fsync, rename; create parent folders."""
-    with _atomic_output(path) as (out, _):
+def write_bytes_atomic(path: str | os.PathLike[str], data: bytes, *, durable: bool = True
+                       ) -> None:
+    """Write bytes via a temp file in the same folder, fsync, rename; create parent folders.
+
+    ``durable=False`` skips the fsyncs (still all or nothing): for files that can be made
+    again, such as review thumbnails, where two fsyncs would cost more than the file.
+    """
+    with _atomic_output(path, durable=durable) as (out, _):
         out.write(data)
 
 
@@ -769,7 +774,8 @@ def copy_file_atomic(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -
 
 
 @contextlib.contextmanager
-def _atomic_output(path: str | os.PathLike[str]) -> Iterator[tuple[BinaryIO, Path]]:
+def _atomic_output(path: str | os.PathLike[str], *, durable: bool = True
+                   ) -> Iterator[tuple[BinaryIO, Path]]:
     """Yield (file, temp path); publish by rename only if the body and fsync succeed.
 
     On any failure, including KeyboardInterrupt, the temp file is removed and the destination
@@ -785,7 +791,8 @@ def _atomic_output(path: str | os.PathLike[str]) -> Iterator[tuple[BinaryIO, Pat
         with os.fdopen(fd, "wb") as out:
             yield out, temp
             out.flush()
-            os.fsync(out.fileno())
+            if durable:
+                os.fsync(out.fileno())
         os.replace(temp, dest)
     except BaseException as exc:
         with contextlib.suppress(OSError):
@@ -793,7 +800,8 @@ def _atomic_output(path: str | os.PathLike[str]) -> Iterator[tuple[BinaryIO, Pat
         if isinstance(exc, OSError):
             raise OutputError(shown, _os_reason(exc)) from exc
         raise
-    _fsync_dir(dest.parent)
+    if durable:
+        _fsync_dir(dest.parent)
 
 
 def _create_temp(dest: Path) -> tuple[Path, int]:

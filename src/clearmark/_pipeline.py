@@ -39,6 +39,7 @@ from ._imageio import (
 from ._marks import MarkStore, load_mark
 from ._regions import Detection
 from ._remove import LocalRemover
+from ._report import Thumbnailer
 
 Record = dict[str, Any]
 
@@ -114,7 +115,13 @@ class DetectTask:
 
 @dataclass(frozen=True)
 class CleanTask:
-    """Clean one file of SRC into DST at the same relative path and format."""
+    """Clean one file of SRC into DST at the same relative path and format.
+
+    A remover that can say which method each region got (``remove_explained``, as
+    ``LocalRemover`` does) is asked to, and the record's regions carry it (``"method"``).
+    With ``thumbs``, the images the review page shows are made here, from the pixels already
+    in memory, and the record names them (``"thumbs"``, see ``_report``).
+    """
 
     src: Path
     dst: Path
@@ -122,6 +129,7 @@ class CleanTask:
     remover: Any = field(default_factory=LocalRemover)
     limits: LoadLimits = field(default_factory=LoadLimits)
     marks: Path | None = None  # a MarkStore folder: marks learned from the run's folders
+    thumbs: bool = False  # write previews for the review page under DST/.clearmark/thumbs
 
     def failure_record(self, item: Input) -> Record:
         return {"path": str(item.path), "rel": str(item.rel), "output": str(self.dst / item.rel),
@@ -143,13 +151,45 @@ class CleanTask:
         small, finding = glance(item.path, self.config, self.limits,
                                 lambda size: shared_marks(self.marks, item.rel, size))
         result: Record = {"width": small.size[0], "height": small.size[1], **finding.to_dict()}
+        rel = str(item.rel)
         if not finding.watermarked:
             copy_file_atomic(item.path, output)
-            return {**result, "status": "copied"}
+            return {**result, "status": "copied",
+                    **self.previews(lambda thumbs: thumbs.unchanged(rel, small.rgb))}
         loaded, detection = look_closer(item.path, small, finding, self.limits)
-        cleaned = self.remover.remove(loaded.rgb, detection)
+        cleaned, methods = remove_explained(self.remover, loaded.rgb, detection)
         write_image(output, cleaned, loaded.meta, alpha=loaded.alpha)
-        return {**result, "status": "cleaned"}
+        return {**result, "regions": with_methods(result["regions"], methods),
+                "status": "cleaned", **self.previews(lambda thumbs: thumbs.cleaned(
+                    rel, loaded.rgb, cleaned, detection.regions))}
+
+    def previews(self, make: Callable[[Thumbnailer], Record]) -> Record:
+        """``{"thumbs": make(...)}`` when previews are asked for, else nothing. Best effort:
+        a preview that cannot be written costs the page a picture, not the image its record
+        (``{"thumbs": {"error": reason}}``)."""
+        if not self.thumbs:
+            return {}
+        try:
+            return {"thumbs": make(Thumbnailer(self.dst))}
+        except (ClearmarkError, cv2.error) as exc:
+            return {"thumbs": {"error": str(exc)}}
+
+
+def remove_explained(remover: Any, rgb: np.ndarray,
+                     detection: Detection) -> tuple[np.ndarray, list[str | None]]:
+    """The cleaned image, and the method each region got (None where the remover cannot say:
+    it has ``remove`` only)."""
+    explain = getattr(remover, "remove_explained", None)
+    if explain is None:
+        return remover.remove(rgb, detection), [None] * len(detection.regions)
+    cleaned, regions = explain(rgb, detection)
+    return cleaned, [region.get("method") for region in regions]
+
+
+def with_methods(regions: list[Record], methods: Sequence[str | None]) -> list[Record]:
+    """The record's regions, each with the method that removed it (``"method"``)."""
+    return [{**region, "method": methods[i] if i < len(methods) else None}
+            for i, region in enumerate(regions)]
 
 
 def glance(source: Any, config: DetectorConfig, limits: LoadLimits,

@@ -12,6 +12,10 @@ image comes back planned instead of removed (``PrepareTask``); the main process 
 ``in_flight`` removals going at once, each in a thread, all on one ``Client`` (one connection
 pool, one rate limiter); a thread decodes, checks and writes its result in the original's
 format. Records come back in completion order, each input exactly once.
+
+Previews for the review page are made in two halves, each where its pixels are: the "before"
+thumbnail and zoom crops in the worker, the "after" thumbnail and the zooms in the thread that
+writes the result. A region's ``"method"`` is ``"api"``: the endpoint does not say more.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ import numpy as np
 from ._client import DEFAULT_RATE, Client
 from ._errors import APIError, ClearmarkError
 from ._imageio import ImageMeta, decode_image, load_image, write_image
-from ._pipeline import CleanTask, Input, Record, guarded, run
+from ._pipeline import CleanTask, Input, Record, guarded, run, with_methods
 from ._protocol import (
     DEFAULT_POLICY,
     MAX_UPLOAD,
@@ -45,6 +49,7 @@ from ._protocol import (
 )
 from ._regions import Detection, Region, regions_to_mask
 from ._remove import removal_mask
+from ._report import Thumbnailer
 
 EXTRA_AREA = 0.25
 """Rectangles are sent when they cover at most this share more than the detected regions."""
@@ -160,6 +165,24 @@ class APIRemover:
 
 
 @dataclass(frozen=True)
+class _Previews:
+    """The half of an image's previews that waits for its result (see ``Thumbnailer``)."""
+
+    thumbnailer: Thumbnailer
+    rel: str
+    regions: tuple[Region, ...]
+    crops: list[np.ndarray] = field(repr=False)
+
+    def add_after(self, record: Record, rgb: np.ndarray) -> None:
+        """Put the result's previews in ``record`` (best effort, like ``CleanTask``'s)."""
+        try:
+            made = self.thumbnailer.after(self.rel, rgb, self.regions, self.crops)
+        except (ClearmarkError, cv2.error) as exc:
+            made = {"error": str(exc)}
+        record["thumbs"] = {**record.get("thumbs", {}), **made}
+
+
+@dataclass(frozen=True)
 class _Work:
     """A watermarked image's pending removal: what to upload, and how to write it back."""
 
@@ -168,6 +191,7 @@ class _Work:
     meta: ImageMeta
     alpha: np.ndarray | None = field(repr=False)
     size: tuple[int, int]
+    previews: _Previews | None = None
 
 
 class _Deferred(BaseException):
@@ -220,9 +244,21 @@ class PrepareTask:
         original = load_image(item.path, limits=self.base.limits)  # its meta and alpha
         if original.rgb.shape != deferred.rgb.shape:
             raise ClearmarkError(f"{item.path}: changed while it was being processed")
+        regions = deferred.detection.regions
+        crops: list[np.ndarray] = []
+
+        def before(thumbnailer: Thumbnailer) -> Record:
+            made, more = thumbnailer.before(str(item.rel), deferred.rgb, regions)
+            crops.extend(more)
+            return made
+
+        previews = self.base.previews(before)
+        waiting = _Previews(Thumbnailer(self.base.dst), str(item.rel), regions, crops) \
+            if "before" in previews.get("thumbs", {}) else None
         work = _Work(_upload(item.path, deferred.rgb, original.meta.format), deferred.plan,
-                     original.meta, original.alpha, (width, height))
-        return {"width": width, "height": height, **deferred.detection.to_dict(), _JOB: work}
+                     original.meta, original.alpha, (width, height), waiting)
+        return {"width": width, "height": height, **deferred.detection.to_dict(), **previews,
+                _JOB: work}
 
 
 def _upload(path: Path, rgb: np.ndarray, fmt: str) -> bytes:
@@ -234,9 +270,12 @@ def _upload(path: Path, rgb: np.ndarray, fmt: str) -> bytes:
     return _image_upload(rgb)
 
 
-def _finish(work: _Work, data: bytes, output: Path, source: str) -> None:
-    """Decode the endpoint's result and write it like the original (format, alpha, meta)."""
-    write_image(output, _decoded(data, work.size, source), work.meta, alpha=work.alpha)
+def _finish(work: _Work, data: bytes, output: Path, source: str) -> np.ndarray:
+    """Decode the endpoint's result and write it like the original (format, alpha, meta);
+    return its pixels."""
+    rgb = _decoded(data, work.size, source)
+    write_image(output, rgb, work.meta, alpha=work.alpha)
+    return rgb
 
 
 class _Stopped(BaseException):
@@ -263,8 +302,12 @@ def _remove_one(client: Client, work: _Work, record: Record, done: queue.Queue[R
         result = client.remove(Submission(image_file=work.upload, sync=True, **work.plan))
         if stopped.is_set():
             raise _Stopped
-        _finish(work, result.data, Path(record["output"]), f"task {result.task.task_id} result")
-        record.update(status="cleaned", error=None)
+        rgb = _finish(work, result.data, Path(record["output"]),
+                      f"task {result.task.task_id} result")
+        record.update(status="cleaned", error=None, regions=with_methods(
+            record["regions"], ["api"] * len(record["regions"])))
+        if work.previews is not None:
+            work.previews.add_after(record, rgb)
     except (ClearmarkError, ValueError) as exc:
         record["error"] = f"{record['path']}: {exc}"
     except Exception as exc:  # the record must come back, or the image would be lost
