@@ -181,7 +181,7 @@ def learn(samples: Sequence[dataset.Sample]) -> tuple[tuple[Any, ...], float]:
     """A folder's shared mark as clearmark's learning pass (`_marks.learn_marks`) finds it:
     its first MAX_SAMPLE images decoded at reduced size; and the seconds that took."""
     t0 = time.perf_counter()
-    side = 2 * evidence.WORKING_WIDTH
+    side = evidence.WORKING_WIDTH
     grays = [evidence.working_gray(decode_image(s.data, max_side=side).rgb)
              for s in samples[:evidence.MAX_SAMPLE]]
     mark = evidence.estimate_shared_mark(grays)

@@ -100,7 +100,7 @@ def _sample(path: Path, rel: PurePosixPath, samples: list[tuple[float, list[np.n
             store: MarkStore, limits: LoadLimits) -> None:
     """Add the image (decoded at reduced size) to its aspect group's sample, if it needs one."""
     try:
-        loaded = load_image(path, limits=limits, max_side=2 * WORKING_WIDTH)
+        loaded = load_image(path, limits=limits, max_side=WORKING_WIDTH)
     except ClearmarkError:
         return  # the main pass reports it
     height, width = loaded.rgb.shape[:2]
