@@ -25,7 +25,9 @@ import cv2
 import numpy as np
 
 from ._folder import Match, SharedMark, mark_mask, mark_region, match_shared_mark, working_gray
-from ._regions import Detection, Region, merge_regions, regions_to_mask
+from ._regions import Detection, Region, mask_to_regions, merge_regions, regions_to_mask
+from ._tiled import WORKING_SIDE as TILED_SIDE
+from ._tiled import TiledFinding, find_tiled, tiled_mask
 
 
 @dataclass(frozen=True)
@@ -93,6 +95,7 @@ class Finding:
     scale: float  # working pixels per full pixel
     lines: tuple[_Line, ...]
     shared: tuple[tuple[Region, SharedMark, Match], ...]
+    tiled: TiledFinding | None  # a mark repeated over the image, when one was found
     regions: tuple[Region, ...]
     score: float
 
@@ -119,11 +122,43 @@ def find(rgb: np.ndarray, size: tuple[int, int], config: DetectorConfig = DEFAUL
     lines = _accept(find_text_lines(small, config), config.threshold, config.min_chars)
     shared = [hit for hit in (_shared_mark(small, size, mark, config) for mark in marks)
               if hit is not None]
+    tiled = find_tiled(_tiled_gray(small))
+    if tiled is not None and tiled.score < config.threshold:
+        tiled = None
     regions = [_to_full_region(line, scale, width, height, config) for line in lines]
     regions += [region for region, _, _ in shared]
-    score = max([_image_score(lines), *(region.score for region, _, _ in shared)])
-    return Finding(size, scale, tuple(lines), tuple(shared), tuple(merge_regions(regions)),
-                   score)
+    if tiled is not None:
+        regions += _tiled_regions(tiled, size)
+    score = max([_image_score(lines), *(region.score for region, _, _ in shared),
+                 tiled.score if tiled is not None else 0.0])
+    return Finding(size, scale, tuple(lines), tuple(shared), tiled,
+                   tuple(merge_regions(regions)), score)
+
+
+def _tiled_gray(rgb: np.ndarray) -> np.ndarray:
+    """The gray copy the tiled-mark search works on (long side ``_tiled.WORKING_SIDE``)."""
+    gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    height, width = gray.shape
+    factor = TILED_SIDE / max(height, width)
+    if factor >= 1:
+        return gray
+    size = (max(1, round(width * factor)), max(1, round(height * factor)))
+    return cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
+
+
+def _tiled_regions(tiled: TiledFinding, size: tuple[int, int]) -> list[Region]:
+    """Boxes around a tiled mark's copies, from its mask at working size (the mask itself is
+    what removal uses; the boxes say where it is, at most 50 of them)."""
+    height, width = tiled.shape
+    mask = tiled_mask(tiled, width, height)
+    sx, sy = size[0] / width, size[1] / height
+    out = []
+    for r in mask_to_regions(mask, kind="tiled"):
+        x0, y0 = math.floor(r.x * sx), math.floor(r.y * sy)
+        x1 = min(size[0], math.ceil(r.x2 * sx))
+        y1 = min(size[1], math.ceil(r.y2 * sy))
+        out.append(Region(x0, y0, x1 - x0, y1 - y0, score=round(tiled.score, 4), kind="tiled"))
+    return out
 
 
 def working_size(size: tuple[int, int], working_side: int) -> tuple[int, int]:
@@ -150,6 +185,8 @@ def refine(rgb: np.ndarray, finding: Finding) -> Detection:
         mask |= _stroke_mask(rgb, list(finding.lines), list(finding.regions), finding.scale)
     for _, mark, match in finding.shared:
         mask |= mark_mask(mark, match, width, height)
+    if finding.tiled is not None:
+        mask |= tiled_mask(finding.tiled, width, height)
     return Detection(finding.watermarked, finding.score, finding.regions, mask)
 
 
@@ -316,6 +353,7 @@ def _stroke_response(strip: np.ndarray, bright: bool, ksize: int) -> np.ndarray:
 _FOLDER_MATCH = 0.3  # gradient correlation that scores 0.5 (shared marks score 0.3-0.8,
 # other photos below 0.2 on the synthetic folders of bench/)
 _PIECE_BAR = 0.2  # a piece may extend a line if it scores this share of the threshold
+_MIN_LETTER_ASPECT = 0.3  # most letters of a line are wider than this share of their height
 _MAX_STROKE = 0.45  # letters' strokes are thinner than this share of their height
 _STROKE_LEVELS = (24.0, 40.0, 64.0, 100.0)  # response thresholds tried, faint to strong
 
@@ -503,13 +541,16 @@ def _score_line(strip: np.ndarray, binary: np.ndarray, response: np.ndarray,
                 stats: np.ndarray, group: list[int], bright: bool, threshold: float,
                 top: int, size: tuple[int, int], model: TextModel, floor: float) -> _Line | None:
     """The line of a group of blobs, scored; None when it cannot score ``floor`` whatever its
-    stroke-width and flatness cues, which are the costly ones and are then never computed."""
+    stroke-width and flatness cues, which are the costly ones and are then never computed, or
+    when its blobs are not letters."""
     boxes = stats[group, :4]
     x0, y0 = int(boxes[:, 0].min()), int(boxes[:, 1].min())
     x1 = int((boxes[:, 0] + boxes[:, 2]).max())
     y1 = int((boxes[:, 1] + boxes[:, 3]).max())
     heights = boxes[:, 3].astype(np.float64)
     char_height = float(np.median(heights))
+    if float(np.median(boxes[:, 2] / heights)) < _MIN_LETTER_ASPECT:
+        return None  # a row of bars (posts, railings, a truss), not of letters
     box = (x0, y0, x1, y1)
     stroke = binary[y0:y1, x0:x1]
     count = np.count_nonzero(stroke)
