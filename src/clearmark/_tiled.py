@@ -71,7 +71,8 @@ _SCAN_PEAKS = 6  # strongest peaks whose pairs propose lattices
 _SCAN_PASS = 5.0  # scan score (z) from which a lattice is verified
 _CANDIDATES = 2  # lattices verified per image at most
 _CONTRAST_SIGMA = 3.0  # local-contrast scale of the mark's pattern, working px
-_GROW = 2  # mask margin, working px (anti-aliasing and sub-pixel lattice error)
+_GROW = 1  # mask margin, working px (anti-aliasing and sub-pixel lattice error; 2 px cost
+# removal 2 dB in bench/removal.py: inversion undoes a faint rim better than a fill does)
 
 # (midpoint, width) of each cue's logistic: a cue at its midpoint scores 0.5
 _STRENGTH = (7.5, 0.6)  # median z at the lattice points
