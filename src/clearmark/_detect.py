@@ -25,6 +25,8 @@ import cv2
 import numpy as np
 
 from ._folder import Match, SharedMark, mark_mask, mark_region, match_shared_mark, working_gray
+from ._logo import MIN_SIDE as LOGO_MIN_SIDE
+from ._logo import LogoFinding, find_logos, logo_mask
 from ._regions import Detection, Region, mask_to_regions, merge_regions, regions_to_mask
 from ._tiled import WORKING_SIDE as TILED_SIDE
 from ._tiled import TiledFinding, find_tiled, tiled_mask
@@ -96,6 +98,7 @@ class Finding:
     lines: tuple[_Line, ...]
     shared: tuple[tuple[Region, SharedMark, Match], ...]
     tiled: TiledFinding | None  # a mark repeated over the image, when one was found
+    logos: tuple[LogoFinding, ...]  # semi-transparent logos, boxes in working pixels
     regions: tuple[Region, ...]
     score: float
 
@@ -129,10 +132,22 @@ def find(rgb: np.ndarray, size: tuple[int, int], config: DetectorConfig = DEFAUL
     regions += [region for region, _, _ in shared]
     if tiled is not None:
         regions += _tiled_regions(tiled, size)
+    logos = tuple(find_logos(small, config.threshold)) if min(small.shape[:2]) >= LOGO_MIN_SIDE \
+        else ()
+    regions += [_box_region(logo.box, logo.score, scale, size, "logo") for logo in logos]
     score = max([_image_score(lines), *(region.score for region, _, _ in shared),
-                 tiled.score if tiled is not None else 0.0])
-    return Finding(size, scale, tuple(lines), tuple(shared), tiled,
+                 tiled.score if tiled is not None else 0.0, *(logo.score for logo in logos)])
+    return Finding(size, scale, tuple(lines), tuple(shared), tiled, logos,
                    tuple(merge_regions(regions)), score)
+
+
+def _box_region(box: tuple[int, int, int, int], score: float, scale: float,
+                size: tuple[int, int], kind: str) -> Region:
+    """A box in working pixels as a region in full pixels (rounded outwards)."""
+    x, y, w, h = box
+    x0, y0 = max(0, math.floor(x / scale)), max(0, math.floor(y / scale))
+    x1, y1 = min(size[0], math.ceil((x + w) / scale)), min(size[1], math.ceil((y + h) / scale))
+    return Region(x0, y0, x1 - x0, y1 - y0, score=round(score, 4), kind=kind)
 
 
 def _tiled_gray(rgb: np.ndarray) -> np.ndarray:
@@ -187,6 +202,8 @@ def refine(rgb: np.ndarray, finding: Finding) -> Detection:
         mask |= mark_mask(mark, match, width, height)
     if finding.tiled is not None:
         mask |= tiled_mask(finding.tiled, width, height)
+    for logo in finding.logos:
+        mask |= logo_mask(logo, finding.scale, width, height)
     return Detection(finding.watermarked, finding.score, finding.regions, mask)
 
 

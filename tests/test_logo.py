@@ -1,0 +1,200 @@
+"""The low-contrast logo detector (clearmark._logo) on real photos with a drawn logo."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from clearmark._logo import LogoFinding, find_logos, logo_mask
+
+from photos import photo
+
+WHITE, BLACK = (255, 255, 255), (0, 0, 0)
+
+
+def _badge(size: int) -> np.ndarray:
+    """A filled disc with a bar knocked out of it (coverage 0..1, anti-aliased)."""
+    big = size * 4
+    layer = Image.new("L", (big, big), 0)
+    draw = ImageDraw.Draw(layer)
+    draw.ellipse((0, 0, big - 1, big - 1), fill=255)
+    draw.rectangle((big * 0.3, big * 0.45, big * 0.7, big * 0.55), fill=0)
+    return np.asarray(layer.resize((size, size), Image.Resampling.LANCZOS), np.float32) / 255
+
+
+def _shield(size: int) -> np.ndarray:
+    """A shield with a six-point star knocked out of it (coverage 0..1)."""
+    big = size * 4
+    layer = Image.new("L", (big, big), 0)
+    draw = ImageDraw.Draw(layer)
+    draw.polygon([(0, 0), (big - 1, 0), (big - 1, big * 0.6), (big / 2, big - 1),
+                  (0, big * 0.6)], fill=255)
+    star = [(big / 2 + r * np.sin(np.pi * i / 6), big * 0.42 - r * np.cos(np.pi * i / 6))
+            for i, r in enumerate([big * 0.22, big * 0.1] * 6)]
+    draw.polygon(star, fill=0)
+    return np.asarray(layer.resize((size, size), Image.Resampling.LANCZOS), np.float32) / 255
+
+
+def _with_logo(rgb: np.ndarray, colour: tuple[int, int, int], opacity: float, corner: str,
+               share: float = 0.2, shape: Callable[[int], np.ndarray] = _badge,
+               ) -> tuple[np.ndarray, tuple[int, int, int, int], np.ndarray]:
+    """J = a*W + (1 - a)*I with a logo in a corner; (image, truth box, truth mask)."""
+    height, width = rgb.shape[:2]
+    size = round(share * min(height, width))
+    margin = round(0.03 * min(height, width))
+    x = margin if corner[1] == "l" else width - margin - size
+    y = margin if corner[0] == "t" else height - margin - size
+    alpha = np.zeros((height, width), np.float32)
+    alpha[y:y + size, x:x + size] = shape(size) * opacity
+    out = alpha[..., None] * np.float32(colour) + (1 - alpha[..., None]) * rgb
+    image = np.clip(np.rint(out), 0, 255).astype(np.uint8)
+    return image, (x, y, size, size), alpha > 0.02
+
+
+def _precision(box: tuple[int, int, int, int], truth: tuple[int, int, int, int],
+               margin: int = 4) -> float:
+    """Share of the found box inside the truth box grown by ``margin``."""
+    x, y, w, h = box
+    tx, ty, tw, th = truth
+    ix = max(0, min(x + w, tx + tw + margin) - max(x, tx - margin))
+    iy = max(0, min(y + h, ty + th + margin) - max(y, ty - margin))
+    return ix * iy / (w * h)
+
+
+def _covered(box: tuple[int, int, int, int], mask: np.ndarray) -> float:
+    x, y, w, h = box
+    return float(mask[y:y + h, x:x + w].sum()) / float(mask.sum())
+
+
+@pytest.mark.parametrize(("scene", "colour", "corner", "opacity"), [
+    ("rocket", WHITE, "tl", 0.45),
+    ("hubble_deep_field", WHITE, "br", 0.3),
+    ("camera", BLACK, "tl", 0.3),
+    ("chelsea", WHITE, "tr", 0.45),
+    ("camera", WHITE, "bl", 0.3),
+    ("rocket", BLACK, "tl", 0.45),
+    ("chelsea", BLACK, "br", 0.45),
+])
+def test_a_semi_transparent_logo_is_found_with_a_tight_box(
+        scene: str, colour: tuple[int, int, int], corner: str, opacity: float) -> None:
+    clean = np.asarray(photo(scene, 512, 384))
+    image, truth, mask = _with_logo(clean, colour, opacity, corner)
+    found = find_logos(image)
+    assert found, "the logo was not found"
+    best = found[0]
+    assert 0.5 <= best.score <= 1.0
+    assert _precision(best.box, truth) >= 0.9
+    assert _covered(best.box, mask) >= 0.5
+    # the reported blend undoes the mark where it is solid (W and a may trade off a little)
+    solid = cv2.erode(mask.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+    undone = (image[solid] - best.opacity * np.asarray(best.colour)) / (1 - best.opacity)
+    assert np.median(np.abs(undone - clean[solid])) <= 10
+
+
+@pytest.mark.xfail(strict=True, reason="known weakness: over strong texture (here the coffee "
+                   "table's grain) the photo's own variation across the outline keeps the "
+                   "step from vanishing enough once the blend is undone")
+def test_a_logo_over_strong_texture_is_found() -> None:
+    image, truth, _ = _with_logo(np.asarray(photo("coffee", 512, 384)), WHITE, 0.45, "br")
+    found = find_logos(image)
+    assert found and _precision(found[0].box, truth) >= 0.9
+
+
+@pytest.mark.parametrize("scene", ["coffee", "chelsea", "rocket", "camera",
+                                   "hubble_deep_field", "coins", "astronaut"])
+def test_clean_photos_are_not_flagged(scene: str) -> None:
+    # coins and the astronaut's mission patch are closed, round, opaque objects of fairly even
+    # contrast: their outlines look like an overlay's, their insides do not
+    assert find_logos(np.ascontiguousarray(photo(scene, 512, 384))) == []
+
+
+def _with_disc(rgb: np.ndarray, inside: np.ndarray, corner: str, share: float = 0.2,
+               ) -> np.ndarray:
+    """An opaque disc showing ``inside`` (resized) pasted in a corner: a coin, a badge."""
+    height, width = rgb.shape[:2]
+    size = round(share * min(height, width))
+    margin = round(0.03 * min(height, width))
+    x = margin if corner[1] == "l" else width - margin - size
+    y = margin if corner[0] == "t" else height - margin - size
+    face = cv2.resize(inside, (size, size), interpolation=cv2.INTER_AREA)
+    cover = np.zeros((size, size), np.uint8)
+    cv2.circle(cover, (size // 2, size // 2), size // 2 - 1, 1, -1)
+    out = rgb.copy()
+    out[y:y + size, x:x + size][cover > 0] = face[cover > 0]
+    return out
+
+
+@pytest.mark.parametrize(("scene", "inside", "corner"), [
+    ("rocket", "clock", "tl"), ("camera", "coffee", "br"), ("hubble_deep_field", "coins", "tr"),
+    ("chelsea", "astronaut", "bl"),
+])
+def test_an_opaque_pasted_disc_is_not_flagged(scene: str, inside: str, corner: str) -> None:
+    image = _with_disc(np.asarray(photo(scene, 512, 384)), np.asarray(photo(inside, 200, 200)),
+                       corner)
+    assert find_logos(image) == []
+
+
+@pytest.mark.xfail(strict=True, reason="known weakness: a motif knocked out of the logo "
+                   "(here a star) draws the vote to itself and the outline scores too low")
+def test_a_logo_with_a_knocked_out_motif_is_found() -> None:
+    image, truth, mask = _with_logo(np.asarray(photo("rocket", 512, 384)), WHITE, 0.45, "br",
+                                    shape=_shield)
+    found = find_logos(image)
+    assert found and _precision(found[0].box, truth) >= 0.9
+    assert _covered(found[0].box, mask) >= 0.5
+
+
+def test_a_larger_image_gets_boxes_in_its_own_pixels() -> None:
+    image, truth, _ = _with_logo(np.asarray(photo("rocket", 1024, 768)), WHITE, 0.45, "tl")
+    found = find_logos(image)
+    assert found
+    assert _precision(found[0].box, truth, margin=8) >= 0.9
+
+
+def test_logo_mask_covers_the_mark_at_full_resolution() -> None:
+    full, _, mask = _with_logo(np.asarray(photo("rocket", 1024, 768)), WHITE, 0.45, "tl")
+    small = cv2.resize(full, (512, 384), interpolation=cv2.INTER_AREA)
+    found = find_logos(small)
+    assert found
+    drawn = logo_mask(found[0], 0.5, 1024, 768)
+    assert drawn.shape == (768, 1024) and drawn.dtype == np.uint8
+    assert set(np.unique(drawn)) <= {0, 255}
+    inside = drawn > 0
+    assert (inside & mask).sum() >= 0.5 * mask.sum()
+    _, _, w, h = found[0].box
+    assert inside.sum() <= 1.5 * (2 * w + 8) * (2 * h + 8)
+
+
+def test_logo_mask_falls_back_to_the_box_without_an_outline() -> None:
+    finding = LogoFinding((10, 20, 30, 40), 0.9, np.zeros((0, 2), np.int32), (255.0,) * 3, 0.4)
+    drawn = logo_mask(finding, 1.0, 100, 100, grow=0)
+    assert drawn[40, 25] == 255 and drawn[5, 5] == 0
+
+
+@pytest.mark.parametrize(("image", "error"), [
+    (np.zeros((64, 64, 3), np.float32), TypeError),
+    ([[0, 0, 0]], TypeError),
+    (np.zeros((64, 64), np.uint8), ValueError),
+    (np.zeros((64, 64, 4), np.uint8), ValueError),
+    (np.zeros((8, 64, 3), np.uint8), ValueError),
+])
+def test_bad_images_are_refused(image: object, error: type[Exception]) -> None:
+    with pytest.raises(error):
+        find_logos(image)  # type: ignore[arg-type]
+
+
+def test_bad_arguments_are_refused() -> None:
+    with pytest.raises(ValueError, match="threshold"):
+        find_logos(np.zeros((64, 64, 3), np.uint8), threshold=1.5)
+    finding = LogoFinding((0, 0, 4, 4), 0.9, np.zeros((0, 2), np.int32), (0.0,) * 3, 0.4)
+    with pytest.raises(ValueError):
+        logo_mask(finding, 0.0, 10, 10)
+
+
+def test_flat_and_tiny_images_give_nothing() -> None:
+    assert find_logos(np.full((300, 400, 3), 128, np.uint8)) == []
+    assert find_logos(np.zeros((16, 16, 3), np.uint8)) == []
