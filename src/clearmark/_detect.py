@@ -313,11 +313,19 @@ def _accept(candidates: list[_Line], threshold: float, min_chars: int) -> list[_
                 accepted.append(line)
         elif line.score >= _PIECE_BAR * threshold:
             weak.append(line)
+    # the other polarity of a strong line sees its background between and around the letters
+    # (a dark "line" of the gaps between bright letters): only a near rival is a second mark,
+    # such as the dark outline of outlined text
+    accepted = [line for line in accepted if not any(
+        other.bright != line.bright and other.score >= line.score + _RIVAL
+        and _overlaps(line, other) for other in accepted)]
     grew = True
     while grew and weak:
         grew = False
         for line in list(weak):
-            if any(_continues(line, strong) for strong in accepted):
+            if any(_same_place(line, strong) for strong in accepted):
+                weak.remove(line)  # another cut of text already accepted, not a continuation
+            elif any(_continues(line, strong) for strong in accepted):
                 accepted.append(line)
                 weak.remove(line)
                 grew = True
@@ -370,6 +378,7 @@ def _stroke_response(strip: np.ndarray, bright: bool, ksize: int) -> np.ndarray:
 _FOLDER_MATCH = 0.3  # gradient correlation that scores 0.5 (shared marks score 0.3-0.8,
 # other photos below 0.2 on the synthetic folders of bench/)
 _PIECE_BAR = 0.2  # a piece may extend a line if it scores this share of the threshold
+_RIVAL = 0.2  # a line of the other polarity this much stronger at the same place wins
 _MIN_LETTER_ASPECT = 0.3  # most letters of a line are wider than this share of their height
 _MAX_STROKE = 0.45  # letters' strokes are thinner than this share of their height
 _STROKE_LEVELS = (24.0, 40.0, 64.0, 100.0)  # response thresholds tried, faint to strong
