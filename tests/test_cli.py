@@ -93,6 +93,24 @@ def test_detect_reports_bad_files_and_goes_on(bad_corpus: dict[str, Path], tmp_p
     assert f"{len(bad_corpus)} seen" in capsys.readouterr().err
 
 
+def test_sensitivity_moves_the_decision(tmp_path: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    # a faint mark that scores about 0.46: found at high sensitivity, left alone at low
+    image, _ = with_text(photo("coffee"), "@sunny_days_88", opacity=0.3, height_share=0.03)
+    path = save(tmp_path / "faint.png", image)
+    found = {}
+    for level in ("low", "normal", "high"):
+        assert main(["detect", str(path), "--sensitivity", level, "--jobs", "1"]) == 0
+        (record,) = map(json.loads, capsys.readouterr().out.splitlines())
+        found[level] = record["watermarked"]
+    assert found == {"low": False, "normal": False, "high": True}
+
+
+def test_sensitivity_and_threshold_exclude_each_other(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit):
+        main(["detect", str(tmp_path), "--sensitivity", "high", "--threshold", "0.4"])
+
+
 def test_detect_missing_path_is_a_usage_error(tmp_path: Path) -> None:
     assert main(["detect", str(tmp_path / "nope")]) == 2
 

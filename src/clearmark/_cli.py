@@ -158,8 +158,14 @@ def _common(parser: argparse.ArgumentParser) -> None:
                         help="worker processes (default: all cores)")
     parser.add_argument("--max-pixels", type=_positive_int, default=LoadLimits().max_pixels,
                         metavar="N", help="refuse images with more pixels (bomb guard)")
-    parser.add_argument("--threshold", type=float, default=DetectorConfig().threshold,
-                        metavar="T", help="score from which an image counts as watermarked")
+    decision = parser.add_mutually_exclusive_group()
+    decision.add_argument("--threshold", type=float, default=None, metavar="T",
+                          help="score from which an image counts as watermarked "
+                          f"(default {DetectorConfig().threshold})")
+    decision.add_argument("--sensitivity", choices=tuple(SENSITIVITY), default=None,
+                          help="low: fewer false positives, more misses; high: the other way "
+                          "(thresholds " + ", ".join(f"{k} {v}" for k, v in SENSITIVITY.items())
+                          + ")")
     parser.add_argument("--folder-evidence", action=argparse.BooleanOptionalAction,
                         default=True, help="learn marks shared by the images of a folder "
                         "and look for them too (default: on)")
@@ -172,9 +178,17 @@ def _positive_int(text: str) -> int:
     return value
 
 
+# Thresholds chosen on the tuning set (bench/detect.py --set tune --sweep): low keeps hard
+# clean photos (signs, pages, cartoons) at ~5 % flagged for ~3 points less corner text; high
+# finds ~4 points more corner text and flags ~10 % of them.
+SENSITIVITY = {"low": 0.7, "normal": DetectorConfig().threshold, "high": 0.3}
+
+
 def _detector_config(args: argparse.Namespace) -> DetectorConfig:
+    threshold = args.threshold if args.threshold is not None else \
+        SENSITIVITY[args.sensitivity or "normal"]
     try:
-        return DetectorConfig(threshold=args.threshold)
+        return DetectorConfig(threshold=threshold)
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
 
@@ -263,9 +277,9 @@ def _clean(args: argparse.Namespace, console: Console) -> int:
             records = run(task, todo(), jobs=args.jobs)
         for record in records:
             account(record, resumed=False)
-    record_run(dst, seconds=time.perf_counter() - started, threshold=args.threshold,
+    record_run(dst, seconds=time.perf_counter() - started, threshold=task.config.threshold,
                seen=counts["seen"], resumed=counts["resumed"])
-    tail = _write_report(console, dst, args.threshold) if args.report else ""
+    tail = _write_report(console, dst, task.config.threshold) if args.report else ""
     counts["copied unchanged"] = counts["copied"]
     _summary(console, "clean", counts, ("seen", "watermarked", "cleaned", "copied unchanged",
                                         "failed", "skipped", "resumed"), started, tail)
