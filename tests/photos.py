@@ -97,3 +97,20 @@ def with_emblem(images: list[np.ndarray], opacity: float = 0.45
     marked = [np.rint(alpha * 255 + (1 - alpha) * image).astype(np.uint8) for image in images]
     truth = (alpha[:, :, 0] > 0.02).astype(np.uint8) * 255
     return marked, [truth] * len(images)
+
+
+def with_stamp(rgb: np.ndarray, x: int, y: int, scale: float = 1.0,
+               opacity: float = 0.5) -> np.ndarray:
+    """A faint white logo (a ring with a bar) and a word beside it, top-left at (x, y),
+    ``scale`` times its usual size (155 x 53 px): a mark with detail, as a template
+    should have."""
+    height, width = rgb.shape[:2]
+    layer = Image.new("L", (width, height), 0)
+    draw = ImageDraw.Draw(layer)
+    r = 26 * scale
+    cx, cy = x + r, y + r
+    draw.ellipse((cx - r, cy - r, cx + r, cy + r), outline=255, width=max(2, round(6 * scale)))
+    draw.rectangle((cx - 10 * scale, cy - 4 * scale, cx + 10 * scale, cy + 4 * scale), fill=255)
+    draw.text((x + 2.3 * r, cy), "lumen", fill=255, font=font(round(28 * scale)), anchor="lm")
+    alpha = np.asarray(layer, np.float32)[:, :, None] / 255.0 * opacity
+    return np.rint(alpha * 255 + (1 - alpha) * rgb).astype(np.uint8)

@@ -19,7 +19,7 @@ from PIL import Image
 from clearmark._cli import main
 
 from badfiles import BAD, GOOD
-from photos import photo, save, scenes, with_emblem, with_text
+from photos import photo, save, scenes, with_emblem, with_stamp, with_text
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 
@@ -306,3 +306,54 @@ def test_folder_evidence_finds_a_mark_no_single_image_shows(
     assert [name for _, name in index["."] if name]  # learned and kept for reruns
     assert main(["clean", str(folder), "--out", str(tmp_path / "dst2"), "--jobs", "1"]) == 0
     assert (dst / "00.png").read_bytes() != (folder / "00.png").read_bytes()
+
+
+# -- learn, --template ------------------------------------------------------------------------
+
+
+def test_learn_makes_a_template_that_detect_and_clean_use(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = tmp_path / "agency"
+    for i, image in enumerate(scenes(16)):
+        save(folder / f"{i:02d}.jpg", with_stamp(image, 400, 360), quality=92)
+    template = tmp_path / "lumen.npz"
+    assert main(["learn", str(folder), "--out", str(template)]) == 0
+    assert "from 16 images" in capsys.readouterr().err
+    # the mark elsewhere, larger, on a photo of another size; and a clean photo
+    other = tmp_path / "other"
+    save(other / "marked.png", with_stamp(np.array(photo("coins", 1024, 768)), 60, 60, 1.5))
+    save(other / "clean.png", np.array(photo("astronaut", 900, 675)))
+    assert main(["detect", str(other), "--template", str(template), "--jobs", "1"]) == 0
+    records = {Path(r["path"]).name: r for r in map(json.loads,
+                                                      capsys.readouterr().out.splitlines())}
+    assert "template" in {region["kind"] for region in records["marked.png"]["regions"]}
+    assert not records["clean.png"]["watermarked"]
+    dst = tmp_path / "dst"
+    assert main(["clean", str(other), "--out", str(dst), "--template", str(template),
+                 "--no-report", "--jobs", "1"]) == 0
+    assert (dst / "clean.png").read_bytes() == (other / "clean.png").read_bytes()
+    assert (dst / "marked.png").read_bytes() != (other / "marked.png").read_bytes()
+
+
+def test_learn_says_when_a_folder_shares_no_mark(tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    names = ("astronaut", "coffee", "chelsea", "rocket", "camera", "coins",
+             "hubble_deep_field", "clock", "immunohistochemistry", "brick", "gravel", "grass")
+    for name in names:  # twelve different photos, nothing in common
+        save(tmp_path / "plain" / f"{name}.png", np.array(photo(name, 640, 480)))
+    assert main(["learn", str(tmp_path / "plain"), "--out", str(tmp_path / "m.npz")]) == 1
+    assert "no mark shared" in capsys.readouterr().err
+    assert not (tmp_path / "m.npz").exists()
+    # and folder evidence finds nothing in such a folder
+    assert main(["detect", str(tmp_path / "plain"), "--jobs", "1"]) == 0
+    kinds = {region["kind"] for line in capsys.readouterr().out.splitlines()
+             for region in json.loads(line)["regions"]}
+    assert "folder" not in kinds
+
+
+def test_a_template_that_is_not_one_is_a_usage_error(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bogus = tmp_path / "logo.npz"
+    bogus.write_bytes(b"not a mark")
+    assert main(["detect", str(tmp_path), "--template", str(bogus)]) == 2
+    assert "logo.npz" in capsys.readouterr().err

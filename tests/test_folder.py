@@ -7,17 +7,23 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from clearmark._detect import _FOLDER_MATCH, detect_array
+from clearmark._detect import _FOLDER_MATCH, DetectorConfig, detect_array
 from clearmark._folder import (
     MIN_IMAGES,
+    WORKING_WIDTH,
     SharedMark,
     estimate_shared_mark,
+    find_template,
     match_shared_mark,
+    template_region,
     working_gray,
 )
+from clearmark._marks import save_template
 from clearmark._regions import regions_to_mask
 
-from photos import photo, scenes, with_emblem
+from photos import photo, scenes, with_emblem, with_stamp
+
+CLEAN = ("astronaut", "chelsea", "rocket", "hubble_deep_field", "coffee", "camera", "coins")
 
 
 @pytest.fixture(scope="module")
@@ -92,3 +98,57 @@ def test_a_mark_survives_a_save_and_load(
     assert loaded.box == mark.box and loaded.shape == mark.shape
     assert loaded.support == mark.support and np.array_equal(loaded.mask, mark.mask)
     assert np.array_equal(loaded.gx, mark.gx)
+
+
+def test_a_folder_of_unrelated_photos_has_no_shared_mark() -> None:
+    # a dozen photos of one size always agree by chance somewhere; such a "mark" flagged 9 of
+    # these 12 clean photos before the split-half test
+    names = ("astronaut", "coffee", "chelsea", "rocket", "camera", "coins",
+             "hubble_deep_field", "clock", "immunohistochemistry", "brick", "gravel", "grass")
+    images = [np.array(photo(name, 640, 480)) for name in names]
+    assert estimate_shared_mark([working_gray(image) for image in images]) is None
+
+
+# -- templates: a mark learned once, looked for anywhere -------------------------------------
+
+
+@pytest.fixture(scope="module")
+def template() -> SharedMark:
+    mark = estimate_shared_mark([working_gray(with_stamp(image, 400, 360))
+                                 for image in scenes(16)])
+    assert mark is not None
+    return mark
+
+
+@pytest.mark.parametrize(("name", "size", "place", "scale"), [
+    ("coins", (1024, 768), (60, 60), 1.5),     # larger, top left
+    ("camera", (800, 600), (500, 40), 1.0),    # another size of image, top right
+    ("coffee", (1200, 900), (100, 700), 1.8),  # bottom left
+])
+def test_a_template_is_found_elsewhere_and_at_another_size(
+        template: SharedMark, name: str, size: tuple[int, int], place: tuple[int, int],
+        scale: float) -> None:
+    image = with_stamp(np.array(photo(name, *size)), *place, scale)
+    hit = find_template(working_gray(image), template)
+    factor = WORKING_WIDTH / size[0]
+    assert hit.score > 0.72
+    assert abs(hit.x - place[0] * factor) <= 3 and abs(hit.y - place[1] * factor) <= 3
+    region = template_region(template, hit, *size, WORKING_WIDTH)
+    assert region is not None and region.kind == "template"
+    assert region.width == pytest.approx(155 * scale, rel=0.15)
+
+
+def test_a_template_is_not_found_where_it_is_not(template: SharedMark) -> None:
+    for name in CLEAN:
+        assert find_template(working_gray(np.array(photo(name, 900, 675))), template).score < 0.6
+
+
+def test_templates_are_part_of_detection(template: SharedMark, tmp_path: Path) -> None:
+    save_template(template, tmp_path / "lumen.npz")
+    config = DetectorConfig(templates=(str(tmp_path / "lumen.npz"),))
+    image = with_stamp(np.array(photo("coins", 1024, 768)), 60, 60, 1.5)
+    detection = detect_array(image, config)
+    (region,) = [r for r in detection.regions if r.kind == "template"]
+    assert region.x <= 60 and region.x2 >= 60 + 155 * 1.5 * 0.95
+    assert detection.mask[region.y:region.y2, region.x:region.x2].any()
+    assert not detect_array(np.array(photo("astronaut", 900, 675)), config).watermarked

@@ -33,8 +33,9 @@ from ._client import DEFAULT_RATE, Client
 from ._detect import DetectorConfig
 from ._errors import ClearmarkError
 from ._fetch import parse_networks
+from ._folder import MIN_IMAGES
 from ._imageio import LoadLimits
-from ._marks import MarkStore, learn_marks
+from ._marks import MarkStore, learn_marks, learn_template, load_template, save_template
 from ._pipeline import (
     CleanTask,
     DetectTask,
@@ -128,6 +129,14 @@ def _parser() -> argparse.ArgumentParser:
                         help="the detector threshold that 'low confidence' is measured from "
                         "(default: the last run's)")
     report.set_defaults(handler=_report)
+
+    learn = commands.add_parser("learn", help="learn the mark a folder's images share, as a "
+                                "template for --template")
+    learn.add_argument("folder", type=Path, metavar="FOLDER",
+                       help="at least 8 images carrying one mark at one place")
+    learn.add_argument("--out", type=Path, required=True, metavar="FILE",
+                       help="the template file to write (.npz)")
+    learn.set_defaults(handler=_learn_template)
     _serve_parser(commands)
     return parser
 
@@ -166,6 +175,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
                           help="low: fewer false positives, more misses; high: the other way "
                           "(thresholds " + ", ".join(f"{k} {v}" for k, v in SENSITIVITY.items())
                           + ")")
+    parser.add_argument("--template", action="append", type=Path, default=[], metavar="FILE",
+                        help="also look for this mark (made by 'clearmark learn') anywhere, "
+                        "at any size; repeatable")
     parser.add_argument("--folder-evidence", action=argparse.BooleanOptionalAction,
                         default=True, help="learn marks shared by the images of a folder "
                         "and look for them too (default: on)")
@@ -187,8 +199,14 @@ SENSITIVITY = {"low": 0.7, "normal": DetectorConfig().threshold, "high": 0.3}
 def _detector_config(args: argparse.Namespace) -> DetectorConfig:
     threshold = args.threshold if args.threshold is not None else \
         SENSITIVITY[args.sensitivity or "normal"]
+    templates = tuple(str(path.resolve()) for path in args.template)
+    for path in templates:
+        try:
+            load_template(path)
+        except ClearmarkError as exc:
+            raise UsageError(str(exc)) from exc
     try:
-        return DetectorConfig(threshold=threshold)
+        return DetectorConfig(threshold=threshold, templates=templates)
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
 
@@ -385,6 +403,23 @@ def _learn(console: Console, folders: list[Any], store: MarkStore, limits: LoadL
     images = ((item.path, item.rel) for item in find_inputs(folders) if is_image_name(item.rel))
     with _progress(console, "learn", None) as progress:
         learn_marks(images, store, limits, on_file=progress.advance)
+
+
+def _learn_template(args: argparse.Namespace, console: Console) -> int:
+    if not args.folder.is_dir():
+        raise UsageError(f"{args.folder} is not a folder")
+    images = (item.path for item in find_inputs([args.folder]) if is_image_name(item.rel))
+    mark = learn_template(images, LoadLimits())
+    if mark is None:
+        console.print(f"clearmark learn: no mark shared by {MIN_IMAGES} or more images of the "
+                      f"same shape in {args.folder}", markup=False, highlight=False)
+        return EXIT_FAILED
+    save_template(mark, args.out)
+    x, y, w, h = mark.box
+    console.print(f"clearmark learn: a {w}x{h} mark at ({x}, {y}) of {mark.shape[1]}x"
+                  f"{mark.shape[0]}, from {mark.support} images; written to {args.out}",
+                  markup=False, highlight=False)
+    return 0
 
 
 def _ray_engine() -> Any:

@@ -17,6 +17,7 @@ import math
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import BinaryIO
 
 import cv2
 import numpy as np
@@ -51,7 +52,7 @@ class SharedMark:
         """Width over height of the images it was learned from (it fits only those)."""
         return self.shape[1] / self.shape[0]
 
-    def save(self, path: str | os.PathLike[str]) -> None:
+    def save(self, path: str | os.PathLike[str] | BinaryIO) -> None:
         np.savez_compressed(path, gx=self.gx, gy=self.gy, mask=self.mask,
                             box=np.array(self.box), shape=np.array(self.shape),
                             support=np.array(self.support))
@@ -98,8 +99,33 @@ def estimate_shared_mark(grays: Iterable[np.ndarray]) -> SharedMark | None:
         return None
     x, y, w, h = cv2.boundingRect(mask)
     crop = (slice(y, y + h), slice(x, x + w))
+    if _split_agreement([p[0][crop] for p in pairs], [p[1][crop] for p in pairs],
+                        mask[crop]) < SPLIT_AGREEMENT:
+        return None
     return SharedMark(gx[crop].copy(), gy[crop].copy(), mask[crop].copy(), (x, y, w, h),
                       sample[0].shape, len(sample))
+
+
+SPLIT_AGREEMENT = 0.7  # real marks 0.92-0.99 on bench/'s folders; chance agreement of a
+# dozen unrelated photos of one size 0.23-0.44
+
+
+def _split_agreement(xs: list[np.ndarray], ys: list[np.ndarray], mask: np.ndarray) -> float:
+    """Correlation, over the mark's pixels, of the median gradients of the sample's two halves.
+
+    A mark is in every image, so each half's median shows it; where unrelated photos agreed by
+    chance (a dozen photos of one size always agree somewhere), each half agrees with
+    itself only, and the halves do not agree with each other.
+    """
+    support = mask > 0
+    halves = []
+    for part in (slice(0, None, 2), slice(1, None, 2)):
+        hx = np.median(np.stack(xs[part]), axis=0)[support]
+        hy = np.median(np.stack(ys[part]), axis=0)[support]
+        halves.append(np.concatenate([hx, hy]))
+    a, b = halves
+    norm = float(np.linalg.norm(a) * np.linalg.norm(b))
+    return float(a @ b) / norm if norm > 0 else 0.0
 
 
 def _mark_mask(magnitude: np.ndarray, typical: np.ndarray) -> np.ndarray | None:
@@ -169,6 +195,102 @@ def match_shared_mark(gray: np.ndarray, mark: SharedMark, search: int = 6) -> Ma
     ncc = scores / np.maximum(np.sqrt(np.maximum(energy, 0)) * norm, 1e-6)
     iy, ix = np.unravel_index(int(np.argmax(ncc)), ncc.shape)
     return Match(float(ncc[iy, ix]), int(x0 + ix - x), int(y0 + iy - y))
+
+
+TEMPLATE_SCALES = (0.5, 0.6, 0.71, 0.84, 1.0, 1.19, 1.41, 1.68, 2.0)  # x the learned size
+
+
+@dataclass(frozen=True)
+class TemplateHit:
+    """Where a template (a mark learned elsewhere) was found: anywhere, at any of
+    ``TEMPLATE_SCALES``. x, y: top-left in working pixels; scale: of the learned box."""
+
+    score: float  # normalised gradient correlation, -1..1
+    x: int
+    y: int
+    scale: float
+
+
+def find_template(gray: np.ndarray, mark: SharedMark) -> TemplateHit:
+    """Best normalised gradient correlation of a template over the whole working image:
+    coarse scales first (``TEMPLATE_SCALES``, relative to the size it was learned at, per
+    unit of image width), then 2 % steps around the best one near where it was found, since
+    a thin stroke misses itself after a few per cent of scale. A user's own mark, wherever
+    and however large an image carries it."""
+    gx, gy = (cv2.GaussianBlur(g, (0, 0), 1.0) for g in _gradients(gray))
+    energy = gx * gx + gy * gy
+    floor = 0.05 * float(energy.mean()) + 1e-3  # flat ground matches nothing
+    relative = gray.shape[1] / mark.shape[1]
+    best = TemplateHit(0.0, 0, 0, 1.0)
+    for scale in TEMPLATE_SCALES:
+        best = max(best, _template_at(gx, gy, energy, floor, mark, scale * relative, None),
+                   key=lambda hit: hit.score)
+    coarse = best
+    for step in range(-6, 7):
+        scale = coarse.scale * (1 + 0.02 * step)
+        best = max(best, _template_at(gx, gy, energy, floor, mark, scale, coarse),
+                   key=lambda hit: hit.score)
+    return best
+
+
+def _template_at(gx: np.ndarray, gy: np.ndarray, energy: np.ndarray, floor: float,
+                 mark: SharedMark, scale: float, near: TemplateHit | None) -> TemplateHit:
+    """The best placement at one scale: anywhere, or within a few pixels of ``near``."""
+    height, width = gx.shape
+    w, h = round(mark.box[2] * scale), round(mark.box[3] * scale)
+    if min(w, h) < 8 or w > width or h > height:
+        return TemplateHit(0.0, 0, 0, scale)
+    x0, y0, x1, y1 = 0, 0, width, height
+    if near is not None:
+        reach = max(4, round(0.1 * max(w, h)))
+        x0, y0 = max(0, near.x - reach), max(0, near.y - reach)
+        x1, y1 = min(width, near.x + w + reach), min(height, near.y + h + reach)
+        if x1 - x0 < w or y1 - y0 < h:
+            return TemplateHit(0.0, 0, 0, scale)
+    grown = cv2.dilate(mark.mask, np.ones((5, 5), np.uint8))
+    support = cv2.resize(grown, (w, h), interpolation=cv2.INTER_AREA).astype(np.float32) / 255
+    tx, ty = (cv2.GaussianBlur(cv2.resize(g, (w, h), interpolation=cv2.INTER_AREA), (0, 0), 1.0)
+              * support for g in (mark.gx, mark.gy))
+    norm = math.sqrt(float((tx * tx).sum() + (ty * ty).sum()))
+    if norm == 0:
+        return TemplateHit(0.0, 0, 0, scale)
+    window = (slice(y0, y1), slice(x0, x1))
+    scores = _correlate(gx[window], tx) + _correlate(gy[window], ty)
+    local = _correlate(energy[window], support)
+    enough = local > floor * float(support.sum())
+    ncc = np.where(enough, scores / np.maximum(np.sqrt(np.abs(local)) * norm, 1e-6), 0.0)
+    iy, ix = np.unravel_index(int(np.argmax(ncc)), ncc.shape)
+    return TemplateHit(float(ncc[iy, ix]), int(x0 + ix), int(y0 + iy), scale)
+
+
+def template_region(mark: SharedMark, hit: TemplateHit, width: int, height: int,
+                    working_width: int, grow: int = 2) -> Region | None:
+    """The template's box in an image of ``width`` x ``height`` whose working copy was
+    ``working_width`` wide (None if it falls outside)."""
+    factor = width / working_width
+    w, h = mark.box[2] * hit.scale, mark.box[3] * hit.scale
+    left, top = max(0, math.floor(hit.x * factor) - grow), max(0, math.floor(hit.y * factor) - grow)
+    right = min(width, math.ceil((hit.x + w) * factor) + grow)
+    bottom = min(height, math.ceil((hit.y + h) * factor) + grow)
+    if right <= left or bottom <= top:
+        return None
+    return Region(left, top, right - left, bottom - top, score=round(max(hit.score, 0), 4),
+                  kind="template")
+
+
+def template_mask(mark: SharedMark, hit: TemplateHit, width: int, height: int,
+                  working_width: int, grow: int = 2) -> np.ndarray:
+    """The template's pixels in an image of ``width`` x ``height``, grown by ``grow``."""
+    factor = width / working_width * hit.scale
+    patch = cv2.resize(mark.mask, (max(1, round(mark.box[2] * factor)),
+                                   max(1, round(mark.box[3] * factor))),
+                       interpolation=cv2.INTER_NEAREST)
+    if grow:
+        patch = cv2.dilate(np.pad(patch, grow), np.ones((2 * grow + 1, 2 * grow + 1), np.uint8))
+    mask = np.zeros((height, width), np.uint8)
+    _paste(mask, patch, math.floor(hit.x * width / working_width) - grow,
+           math.floor(hit.y * width / working_width) - grow)
+    return mask
 
 
 def _correlate(window: np.ndarray, template: np.ndarray) -> np.ndarray:

@@ -10,6 +10,7 @@ at a time, so its memory is bounded by one folder's samples, not by the size of 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 from collections.abc import Callable, Iterable
 from functools import lru_cache
@@ -66,6 +67,44 @@ class MarkStore:
 def load_mark(path: str) -> SharedMark:
     """A worker reads each mark file once (cached per process)."""
     return SharedMark.load(path)
+
+
+@lru_cache(maxsize=64)
+def load_template(path: str) -> SharedMark:
+    """A user's mark file (``clearmark learn``), read once per process; a file that is not
+    one is an error naming it."""
+    try:
+        return SharedMark.load(path)
+    except (OSError, ValueError, KeyError, EOFError) as exc:
+        raise ClearmarkError(f"{path}: not a clearmark mark file ({exc})") from exc
+
+
+def learn_template(paths: Iterable[Path], limits: LoadLimits) -> SharedMark | None:
+    """The mark shared by the largest same-aspect group among ``paths`` (its first
+    ``MAX_SAMPLE`` images, decoded at reduced size), or None when it has no shared mark."""
+    groups: list[tuple[float, list[np.ndarray]]] = []
+    for path in paths:
+        try:
+            loaded = load_image(path, limits=limits, max_side=WORKING_WIDTH)
+        except ClearmarkError:
+            continue
+        height, width = loaded.rgb.shape[:2]
+        group = next((g for aspect, g in groups if same_aspect(aspect, width / height)), None)
+        if group is None:
+            groups.append((width / height, group := []))
+        if len(group) < MAX_SAMPLE:
+            group.append(working_gray(loaded.rgb))
+    if not groups:
+        return None
+    largest = max((sample for _, sample in groups), key=lambda sample: len(sample))
+    return estimate_shared_mark(largest)
+
+
+def save_template(mark: SharedMark, path: Path) -> None:
+    """Write a mark file atomically (``.npz``; ``load_template`` reads it)."""
+    buffer = io.BytesIO()
+    mark.save(buffer)
+    write_bytes_atomic(path, buffer.getvalue())
 
 
 _LOOK_AT = 4 * MAX_SAMPLE  # a folder's first files are its sample; a known folder is skipped
