@@ -24,3 +24,10 @@ from badfiles import make_bad_corpus  # noqa: E402
 def bad_corpus(tmp_path: Path) -> dict[str, Path]:
     """The awkward-input corpus (see badfiles.py), written fresh into a temp folder."""
     return make_bad_corpus(tmp_path / "corpus")
+
+
+@pytest.fixture(autouse=True)
+def _no_token_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A CLEARMARK_TOKEN exported in the developer's shell would send the CLI tests' images to
+    the hosted API; tests that want a token set their own."""
+    monkeypatch.delenv("CLEARMARK_TOKEN", raising=False)
