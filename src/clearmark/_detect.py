@@ -41,7 +41,6 @@ from ._logo import MIN_SIDE as LOGO_MIN_SIDE
 from ._logo import LogoFinding, find_logos, logo_mask
 from ._marks import load_template
 from ._regions import Detection, Region, mask_to_regions, merge_regions, regions_to_mask
-from ._tiled import WORKING_SIDE as TILED_SIDE
 from ._tiled import TiledFinding, find_tiled, tiled_mask
 
 
@@ -143,23 +142,30 @@ def find(rgb: np.ndarray, size: tuple[int, int], config: DetectorConfig = DEFAUL
     lines = _accept(find_text_lines(small, config), config.threshold, config.min_chars)
     shared = [hit for hit in (_shared_mark(small, size, mark, config) for mark in marks)
               if hit is not None]
-    tiled = find_tiled(_tiled_gray(small))
-    if tiled is not None and tiled.score < config.threshold:
-        tiled = None
-    regions = [_to_full_region(line, scale, width, height, config) for line in lines]
-    regions += [region for region, _, _ in shared]
-    if tiled is not None:
-        regions += _tiled_regions(tiled, size)
-    logos = tuple(find_logos(small, config.threshold)) if min(small.shape[:2]) >= LOGO_MIN_SIDE \
-        else ()
-    regions += [_box_region(logo.box, logo.score, scale, size, "logo") for logo in logos]
+    tiled = _tiled(small, config)
+    logos = _logos(small, config)
     templates = _templates(small, size, config)
-    regions += [region for region, _, _ in templates]
-    score = max([_image_score(lines), *(region.score for region, _, _ in shared),
-                 tiled.score if tiled is not None else 0.0, *(logo.score for logo in logos),
-                 *(region.score for region, _, _ in templates)])
+    regions = [_to_full_region(line, scale, width, height, config) for line in lines]
+    regions += [region for region, _, _ in (*shared, *templates)]
+    regions += _tiled_regions(tiled, size) if tiled is not None else []
+    regions += [_box_region(logo.box, logo.score, scale, size, "logo") for logo in logos]
+    score = max([_image_score(lines), *(region.score for region, _, _ in (*shared, *templates)),
+                 tiled.score if tiled is not None else 0.0, *(logo.score for logo in logos)])
     return Finding(size, scale, tuple(lines), tuple(shared), tiled, logos, templates,
                    tuple(merge_regions(regions)), score)
+
+
+def _tiled(small: np.ndarray, config: DetectorConfig) -> TiledFinding | None:
+    """A mark tiled over the image, when one scores at least the threshold."""
+    tiled = find_tiled(cv2.cvtColor(small, cv2.COLOR_RGB2GRAY))  # reduced to its size inside
+    return tiled if tiled is not None and tiled.score >= config.threshold else None
+
+
+def _logos(small: np.ndarray, config: DetectorConfig) -> tuple[LogoFinding, ...]:
+    """Semi-transparent logos (none in an image too small to show one's outline)."""
+    if min(small.shape[:2]) < LOGO_MIN_SIDE:
+        return ()
+    return tuple(find_logos(small, config.threshold))
 
 
 _TEMPLATE_MATCH = 0.72  # gradient correlation that scores 0.5 for a template searched
@@ -194,17 +200,6 @@ def _box_region(box: tuple[int, int, int, int], score: float, scale: float,
     x0, y0 = max(0, math.floor(x / scale)), max(0, math.floor(y / scale))
     x1, y1 = min(size[0], math.ceil((x + w) / scale)), min(size[1], math.ceil((y + h) / scale))
     return Region(x0, y0, x1 - x0, y1 - y0, score=round(score, 4), kind=kind)
-
-
-def _tiled_gray(rgb: np.ndarray) -> np.ndarray:
-    """The gray copy the tiled-mark search works on (long side ``_tiled.WORKING_SIDE``)."""
-    gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
-    height, width = gray.shape
-    factor = TILED_SIDE / max(height, width)
-    if factor >= 1:
-        return gray
-    size = (max(1, round(width * factor)), max(1, round(height * factor)))
-    return cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
 
 
 def _tiled_regions(tiled: TiledFinding, size: tuple[int, int]) -> list[Region]:
