@@ -3,7 +3,7 @@
     python bench/tiled_probe.py [--set tune|report] [--quick] [--kinds tiled,clean,clean_hard]
 
 Each item is drawn from its seed (bench/dataset.py), encoded, decoded as the decision pass
-decodes it (clearmark's decoder at the detector's working size, 1024), turned gray and reduced
+decodes it (clearmark's decoder at the detector's working size), turned gray and reduced
 to ``_tiled.WORKING_SIDE`` (INTER_AREA); then ``find_tiled`` decides, and ``tiled_mask`` draws
 the full-resolution mask of the images found. One process, one OpenCV thread. Definitions as
 in bench/detect.py:
@@ -34,9 +34,10 @@ import numpy as np  # noqa: E402
 
 import dataset  # noqa: E402
 from clearmark import _tiled  # noqa: E402
+from clearmark._detect import DetectorConfig  # noqa: E402
 from clearmark._imageio import decode_image  # noqa: E402
 
-DECODE_SIDE = 1024  # the detector's working size (DetectorConfig.working_side)
+DECODE_SIDE = DetectorConfig().working_side  # the decision pass's reduced decode
 MARGIN = 0.01  # precision margin, share of the short side
 
 
