@@ -237,7 +237,7 @@ def _fit(image: np.ndarray, hole: np.ndarray, background: np.ndarray, precision:
          config: MatteConfig, given: Palette | None = None) -> Matte | None:
     """One fit of palette, opacities and coverage against a background estimate."""
     diff = image - background
-    magnitude = np.linalg.norm(diff, axis=-1)
+    magnitude = _norm3(diff)
     level = max(config.min_contrast, float(np.median(magnitude[hole])))
     strong = hole & (magnitude > level)
     if strong.sum() < 4 and given is None:
@@ -262,7 +262,7 @@ def _fit(image: np.ndarray, hole: np.ndarray, background: np.ndarray, precision:
     if max(opacities) <= 0.0:
         return None
     colours = np.asarray(palette, np.float32)[label]
-    rest = np.linalg.norm(diff - coverage[..., None] * (colours - background), axis=-1)
+    rest = _norm3(diff - coverage[..., None] * (colours - background))
     strokes = cv2.dilate((alpha > 0.5 * max(opacities)).astype(np.uint8), np.ones((7, 7), np.uint8))
     unexplained = hole & (strokes > 0) & (magnitude > level) & (rest > 0.5 * magnitude)
     return Matte(alpha, colours, background, interior,
@@ -325,15 +325,33 @@ def _assign(diff: np.ndarray, background: np.ndarray, palette: list[np.ndarray],
     alphas, residuals = [], []
     for colour in palette:
         toward = colour - background
-        weighted = np.einsum("...i,ij->...j", toward, precision)
-        alpha = np.maximum((weighted * diff).sum(-1) / np.maximum(
-            (weighted * toward).sum(-1), _TINY), 0.0)
+        weighted = _times3(toward, precision)
+        alpha = np.maximum(_dot3(weighted, diff) / np.maximum(_dot3(weighted, toward), _TINY),
+                           0.0)
         rest = diff - alpha[..., None] * toward
-        residuals.append((np.einsum("...i,ij->...j", rest, precision) * rest).sum(-1))
+        residuals.append(_dot3(_times3(rest, precision), rest))
         alphas.append(alpha)
     label = np.argmin(np.stack(residuals), axis=0)
     alpha = np.take_along_axis(np.stack(alphas), label[None], axis=0)[0]
     return label, alpha.astype(np.float32)
+
+
+def _dot3(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per-pixel dot product over the last axis of length 3: the same sum, in the same order,
+    as ``(a * b).sum(-1)``, without numpy's slow reduction over a short axis."""
+    return a[..., 0] * b[..., 0] + a[..., 1] * b[..., 1] + a[..., 2] * b[..., 2]
+
+
+def _norm3(a: np.ndarray) -> np.ndarray:
+    """Per-pixel length of a vector of 3: ``np.linalg.norm(a, axis=-1)``, faster."""
+    return np.sqrt(_dot3(a, a))
+
+
+def _times3(a: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """Per-pixel row vector times a 3x3 matrix (``a @ matrix``), written out channel by
+    channel: no BLAS, so the result does not depend on the thread count."""
+    return np.stack([a[..., 0] * matrix[0, j] + a[..., 1] * matrix[1, j]
+                     + a[..., 2] * matrix[2, j] for j in range(3)], axis=-1)
 
 
 def _opacity(coverage: np.ndarray, mine: np.ndarray, strong: np.ndarray) -> float:
@@ -438,7 +456,7 @@ def inversion_weight(image: np.ndarray, hole: np.ndarray, matte: Matte,
                      config: MatteConfig = DEFAULT_MATTE) -> np.ndarray:
     """The inversion's share per pixel: var_fill / (var_inv + var_fill); 0 outside the hole."""
     alpha = matte.alpha
-    reach = np.linalg.norm(matte.colour - matte.background, axis=-1)
+    reach = _norm3(matte.colour - matte.background)
     contrast = alpha * reach
     spread = cv2.dilate(contrast, np.ones((7, 7), np.uint8)) - cv2.erode(
         contrast, np.ones((7, 7), np.uint8))
