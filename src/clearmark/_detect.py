@@ -140,11 +140,12 @@ def find(rgb: np.ndarray, size: tuple[int, int], config: DetectorConfig = DEFAUL
         rgb, working, interpolation=cv2.INTER_AREA)
     scale = working[0] / width
     lines = _accept(find_text_lines(small, config), config.threshold, config.min_chars)
-    shared = [hit for hit in (_shared_mark(small, size, mark, config) for mark in marks)
+    gray = working_gray(small) if marks or config.templates else None  # for both, once
+    shared = [hit for hit in (_shared_mark(gray, size, mark, config) for mark in marks)
               if hit is not None]
     tiled = _tiled(small, config)
     logos = _logos(small, config)
-    templates = _templates(small, size, config)
+    templates = _templates(gray, size, config)
     regions = [_to_full_region(line, scale, width, height, config) for line in lines]
     regions += [region for region, _, _ in (*shared, *templates)]
     regions += _tiled_regions(tiled, size) if tiled is not None else []
@@ -175,18 +176,17 @@ _TEMPLATE_MATCH = 0.72  # gradient correlation that scores 0.5 for a template se
 # many photos, so a template should carry some detail.
 
 
-def _templates(small: np.ndarray, size: tuple[int, int], config: DetectorConfig
+def _templates(gray: np.ndarray | None, size: tuple[int, int], config: DetectorConfig
                ) -> tuple[tuple[Region, SharedMark, TemplateHit], ...]:
-    """The user's marks (``config.templates``) wherever and however large this image has
-    them."""
-    if not config.templates:
+    """The user's marks (``config.templates``) wherever and however large this image (its
+    ``working_gray``) has them."""
+    if gray is None or not config.templates:
         return ()
-    gray = working_gray(small)
     found = []
     for path in config.templates:
         mark = load_template(path)
         hit = find_template(gray, mark)
-        score = 1.0 / (1.0 + math.exp(-12.0 * (hit.score - _TEMPLATE_MATCH)))
+        score = _sigmoid(12.0 * (hit.score - _TEMPLATE_MATCH))
         region = template_region(mark, hit, *size, gray.shape[1])
         if score >= config.threshold and region is not None:
             found.append((replace(region, score=round(score, 4)), mark, hit))
@@ -250,14 +250,15 @@ def refine(rgb: np.ndarray, finding: Finding) -> Detection:
     return Detection(finding.watermarked, finding.score, finding.regions, mask)
 
 
-def _shared_mark(small: np.ndarray, size: tuple[int, int], mark: SharedMark,
+def _shared_mark(gray: np.ndarray | None, size: tuple[int, int], mark: SharedMark,
                  config: DetectorConfig) -> tuple[Region, SharedMark, Match] | None:
-    """A folder's shared mark, where this image carries it (maybe shifted a little)."""
+    """A folder's shared mark, where this image (its ``working_gray``) carries it (maybe
+    shifted a little)."""
     width, height = size
-    if abs(width / height - mark.aspect) > 0.01 * mark.aspect:
+    if gray is None or abs(width / height - mark.aspect) > 0.01 * mark.aspect:
         return None
-    match = match_shared_mark(working_gray(small), mark)
-    score = 1.0 / (1.0 + math.exp(-12.0 * (match.score - _FOLDER_MATCH)))
+    match = match_shared_mark(gray, mark)
+    score = _sigmoid(12.0 * (match.score - _FOLDER_MATCH))
     if score < config.threshold:
         return None
     region = mark_region(mark, match, width, height)
@@ -438,9 +439,9 @@ def _stroke_thresholds(response: np.ndarray) -> list[float]:
 def _lines_in_strip(strip: np.ndarray, bright: bool, top: int, size: tuple[int, int],
                     config: DetectorConfig, model: TextModel
                     ) -> tuple[list[_Line], list[_Line], list[_Line]]:
-    """Scored candidate lines, every character-like blob and the lines found to be scene text
-    (``_scene_text``) of one strip, in image rows (the strip starts at row ``top`` of an image
-    of ``size``)."""
+    """Scored candidate lines, every character-like blob and the lines found on a sign's plate
+    (``_on_plate``) of one strip, in image rows (the strip starts at row ``top`` of an image
+    of ``size``); lines in a block of stacked lines (``_stacked_lines``) are dropped."""
     height = size[1]
     response = _stroke_response(strip, bright, _kernel_size(height, config))
     floor = _PIECE_BAR * config.threshold
@@ -462,10 +463,10 @@ def _lines_in_strip(strip: np.ndarray, bright: bool, top: int, size: tuple[int, 
                                top, size, model, floor)
             if line is None:
                 continue
-            if line.score >= floor and _stacked_lines(replace(line, y=line.y - top),
-                                                      rows) >= _STACKED:
+            in_strip = replace(line, y=line.y - top)
+            if line.score >= floor and _stacked_lines(in_strip, rows) >= _STACKED:
                 continue
-            if line.score >= floor and _on_plate(strip, binary, replace(line, y=line.y - top)):
+            if line.score >= floor and _on_plate(strip, binary, in_strip):
                 plates.append(line)
             else:
                 lines.append(line)

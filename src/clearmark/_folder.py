@@ -267,30 +267,16 @@ def template_region(mark: SharedMark, hit: TemplateHit, width: int, height: int,
                     working_width: int, grow: int = 2) -> Region | None:
     """The template's box in an image of ``width`` x ``height`` whose working copy was
     ``working_width`` wide (None if it falls outside)."""
-    factor = width / working_width
-    w, h = mark.box[2] * hit.scale, mark.box[3] * hit.scale
-    left, top = max(0, math.floor(hit.x * factor) - grow), max(0, math.floor(hit.y * factor) - grow)
-    right = min(width, math.ceil((hit.x + w) * factor) + grow)
-    bottom = min(height, math.ceil((hit.y + h) * factor) + grow)
-    if right <= left or bottom <= top:
-        return None
-    return Region(left, top, right - left, bottom - top, score=round(max(hit.score, 0), 4),
-                  kind="template")
+    return _placed_region(hit.x, hit.y, mark.box[2] * hit.scale, mark.box[3] * hit.scale,
+                          width / working_width, width, height, grow, hit.score, "template")
 
 
 def template_mask(mark: SharedMark, hit: TemplateHit, width: int, height: int,
                   working_width: int, grow: int = 2) -> np.ndarray:
     """The template's pixels in an image of ``width`` x ``height``, grown by ``grow``."""
     factor = width / working_width * hit.scale
-    patch = cv2.resize(mark.mask, (max(1, round(mark.box[2] * factor)),
-                                   max(1, round(mark.box[3] * factor))),
-                       interpolation=cv2.INTER_NEAREST)
-    if grow:
-        patch = cv2.dilate(np.pad(patch, grow), np.ones((2 * grow + 1, 2 * grow + 1), np.uint8))
-    mask = np.zeros((height, width), np.uint8)
-    _paste(mask, patch, math.floor(hit.x * width / working_width) - grow,
-           math.floor(hit.y * width / working_width) - grow)
-    return mask
+    return _placed_mask(mark.mask, hit.x * width / working_width, hit.y * width / working_width,
+                        mark.box[2] * factor, mark.box[3] * factor, width, height, grow)
 
 
 def _correlate(window: np.ndarray, template: np.ndarray) -> np.ndarray:
@@ -301,16 +287,9 @@ def _correlate(window: np.ndarray, template: np.ndarray) -> np.ndarray:
 def mark_region(mark: SharedMark, match: Match, width: int, height: int,
                 grow: int = 2) -> Region | None:
     """The mark's box in an image of ``width`` x ``height`` (None if it falls outside)."""
-    scale = width / mark.shape[1]
     x, y, w, h = mark.box
-    left = max(0, math.floor((x + match.dx) * scale) - grow)
-    top = max(0, math.floor((y + match.dy) * scale) - grow)
-    right = min(width, math.ceil((x + match.dx + w) * scale) + grow)
-    bottom = min(height, math.ceil((y + match.dy + h) * scale) + grow)
-    if right <= left or bottom <= top:
-        return None
-    return Region(left, top, right - left, bottom - top, score=round(max(match.score, 0), 4),
-                  kind="folder")
+    return _placed_region(x + match.dx, y + match.dy, w, h, width / mark.shape[1], width,
+                          height, grow, match.score, "folder")
 
 
 def mark_mask(mark: SharedMark, match: Match, width: int, height: int,
@@ -318,14 +297,35 @@ def mark_mask(mark: SharedMark, match: Match, width: int, height: int,
     """The mark's pixels in an image of ``width`` x ``height``, grown by ``grow`` pixels."""
     scale = width / mark.shape[1]
     x, y, w, h = mark.box
-    patch = cv2.resize(mark.mask, (max(1, round(w * scale)), max(1, round(h * scale))),
+    return _placed_mask(mark.mask, (x + match.dx) * scale, (y + match.dy) * scale, w * scale,
+                        h * scale, width, height, grow)
+
+
+def _placed_region(x: float, y: float, w: float, h: float, factor: float, width: int,
+                   height: int, grow: int, score: float, kind: str) -> Region | None:
+    """A box at (x, y) of w x h working pixels, times ``factor``, rounded outwards, grown by
+    ``grow`` and clipped to a ``width`` x ``height`` image (None if nothing is left)."""
+    left = max(0, math.floor(x * factor) - grow)
+    top = max(0, math.floor(y * factor) - grow)
+    right = min(width, math.ceil((x + w) * factor) + grow)
+    bottom = min(height, math.ceil((y + h) * factor) + grow)
+    if right <= left or bottom <= top:
+        return None
+    return Region(left, top, right - left, bottom - top, score=round(max(score, 0), 4),
+                  kind=kind)
+
+
+def _placed_mask(mask: np.ndarray, x: float, y: float, w: float, h: float, width: int,
+                 height: int, grow: int) -> np.ndarray:
+    """``mask`` resized to w x h full pixels, grown by ``grow``, at (x, y) of a ``width`` x
+    ``height`` image."""
+    patch = cv2.resize(mask, (max(1, round(w)), max(1, round(h))),
                        interpolation=cv2.INTER_NEAREST)
     if grow:
         patch = cv2.dilate(np.pad(patch, grow), np.ones((2 * grow + 1, 2 * grow + 1), np.uint8))
-    mask = np.zeros((height, width), np.uint8)
-    _paste(mask, patch, math.floor((x + match.dx) * scale) - grow,
-           math.floor((y + match.dy) * scale) - grow)
-    return mask
+    canvas = np.zeros((height, width), np.uint8)
+    _paste(canvas, patch, math.floor(x) - grow, math.floor(y) - grow)
+    return canvas
 
 
 def _paste(canvas: np.ndarray, patch: np.ndarray, x: int, y: int) -> None:

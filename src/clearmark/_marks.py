@@ -88,12 +88,7 @@ def learn_template(paths: Iterable[Path], limits: LoadLimits) -> SharedMark | No
             loaded = load_image(path, limits=limits, max_side=WORKING_WIDTH)
         except ClearmarkError:
             continue
-        height, width = loaded.rgb.shape[:2]
-        group = next((g for aspect, g in groups if same_aspect(aspect, width / height)), None)
-        if group is None:
-            groups.append((width / height, group := []))
-        if len(group) < MAX_SAMPLE:
-            group.append(working_gray(loaded.rgb))
+        _add_to_group(groups, loaded.rgb)
     if not groups:
         return None
     largest = max((sample for _, sample in groups), key=lambda sample: len(sample))
@@ -143,15 +138,21 @@ def _sample(path: Path, rel: PurePosixPath, samples: list[tuple[float, list[np.n
     except ClearmarkError:
         return  # the main pass reports it
     height, width = loaded.rgb.shape[:2]
+    if not store.lookup(rel, width / height)[0]:
+        _add_to_group(samples, loaded.rgb)
+
+
+def _add_to_group(samples: list[tuple[float, list[np.ndarray]]], rgb: np.ndarray) -> None:
+    """Put the image's working gray in the sample of its aspect ratio (a new one if none fits),
+    unless that sample is full."""
+    height, width = rgb.shape[:2]
     aspect = width / height
-    if store.lookup(rel, aspect)[0]:
-        return
     for known, sample in samples:
         if same_aspect(known, aspect):
             if len(sample) < MAX_SAMPLE:
-                sample.append(working_gray(loaded.rgb))
+                sample.append(working_gray(rgb))
             return
-    samples.append((aspect, [working_gray(loaded.rgb)]))
+    samples.append((aspect, [working_gray(rgb)]))
 
 
 def _settle(folder: str, samples: list[tuple[float, list[np.ndarray]]], store: MarkStore) -> int:
