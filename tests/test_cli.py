@@ -303,7 +303,7 @@ def test_folder_evidence_finds_a_mark_no_single_image_shows(
     dst = tmp_path / "dst"
     assert main(["clean", str(folder), "--out", str(dst), "--jobs", "1"]) == 0
     index = json.loads((dst / ".clearmark/marks/index.json").read_text())
-    assert [name for _, name in index["."] if name]  # learned and kept for reruns
+    assert [name for _, name in index[folder.as_posix()] if name]  # kept for reruns
     assert main(["clean", str(folder), "--out", str(tmp_path / "dst2"), "--jobs", "1"]) == 0
     assert (dst / "00.png").read_bytes() != (folder / "00.png").read_bytes()
 

@@ -10,9 +10,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from clearmark import Detection, LocalRemover, OutputError
+from clearmark import Detection, LocalRemover, OutputError, _pipeline
+from clearmark._imageio import LoadLimits
+from clearmark._marks import MarkStore, folder_key, learn_marks
 from clearmark._pipeline import (
     CleanTask,
+    DetectTask,
     Input,
     Journal,
     find_inputs,
@@ -23,7 +26,7 @@ from clearmark._pipeline import (
 )
 from clearmark._report import Thumbnailer
 
-from photos import photo, save, with_text
+from photos import photo, save, scenes, with_emblem, with_text
 
 
 def _items(names: list[str]) -> list[Input]:
@@ -81,6 +84,74 @@ def test_a_dying_worker_costs_one_record_not_the_run() -> None:
     assert [r["path"] for r in failed] == ["/nowhere/05.jpg"]
     assert "worker process died" in failed[0]["error"]
     assert all(r["pid"] for r in records if not r["error"])  # the others really ran
+
+
+class SamplesAndDiesOn(DiesOn):
+    """A learning task that never learns anything (no working copies), dying on one file."""
+
+    def sample(self, item: Input) -> dict[str, Any]:
+        return self(item)
+
+    def refit(self, record: dict[str, Any], finding: Any) -> None:
+        raise AssertionError("nothing was learned, so nothing can be refitted")
+
+
+def test_a_dying_worker_while_a_folder_is_learned_costs_one_record(tmp_path: Path) -> None:
+    items = [Input(Path("/nowhere") / f"{i:02d}.jpg", PurePosixPath(f"{i:02d}.jpg"), True)
+             for i in range(12)]
+    store = MarkStore(tmp_path / "marks")
+    records = list(run(SamplesAndDiesOn("05.jpg"), items, jobs=2, learn=store))
+    assert [r["path"] for r in records] == [str(i.path) for i in items]
+    assert [r["path"] for r in records if r["error"]] == ["/nowhere/05.jpg"]
+    assert store.index == {"/nowhere": []}  # learned: the folder has no mark
+
+
+def _marked_folder(root: Path) -> Path:
+    """A folder of 14 photos sharing a faint emblem no single photo shows, and a subfolder
+    of two clean photos."""
+    marked, _ = with_emblem(scenes(14))
+    for i, image in enumerate(marked):
+        save(root / "app" / f"{i:02d}.png", image)
+    for name in ("coins", "camera"):
+        save(root / "app" / "other" / f"{name}.png", np.array(photo(name)))
+    return root / "app"
+
+
+def test_marks_are_learned_from_the_decision_pass_without_decoding_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = _marked_folder(tmp_path)
+    items = list(find_inputs([folder]))
+    # the separate learning pass (Ray, the endpoint) and what it leads to
+    learn_marks((item.path for item in items), MarkStore(tmp_path / "before"), LoadLimits())
+    before = list(run(DetectTask(marks=tmp_path / "before"), items))
+    # learning as the decision pass goes: every file is decoded once
+    loads: list[str] = []
+    real_load = _pipeline.load_image
+
+    def counting_load(source: Any, **kwargs: Any) -> Any:
+        loads.append(str(source))
+        return real_load(source, **kwargs)
+
+    monkeypatch.setattr(_pipeline, "load_image", counting_load)
+    store = MarkStore(tmp_path / "as-it-goes")
+    records = list(run(DetectTask(marks=store.folder), items, learn=store))
+    assert sorted(loads) == sorted(str(item.path) for item in items)
+    assert [r["path"] for r in records] == [str(item.path) for item in items]
+    flagged = {Path(r["path"]).name for r in records if r["watermarked"]}
+    assert flagged == {f"{i:02d}.png" for i in range(14)}
+    assert records == before  # the same decisions, and no private keys left in
+    assert [name for _, name in store.index[folder_key(items[0].path)] if name]
+
+
+def test_a_folder_past_its_sample_is_decided_with_the_mark_in_the_workers(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = _marked_folder(tmp_path)
+    monkeypatch.setattr(_pipeline, "LOOK_AT", 10)  # files 11-14 come after the sample
+    store = MarkStore(tmp_path / "marks")
+    records = list(run(DetectTask(marks=store.folder), find_inputs([folder]), jobs=2,
+                       learn=store))
+    flagged = sorted(Path(r["path"]).name for r in records if r["watermarked"])
+    assert flagged == [f"{i:02d}.png" for i in range(14)]
 
 
 def test_journal_ignores_a_torn_last_line_and_keeps_the_last_record(tmp_path: Path) -> None:

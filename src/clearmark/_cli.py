@@ -222,16 +222,15 @@ def _detect(args: argparse.Namespace, console: Console) -> int:
     started, counts = time.perf_counter(), Counter[str]()
     with ExitStack() as stack:
         marks = None
-        folders = [p for p in args.paths if Path(p).is_dir()]
-        if args.folder_evidence and folders:
+        if args.folder_evidence and any(Path(p).is_dir() for p in args.paths):
             marks = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="clearmark-")))
-            _learn(console, folders, MarkStore(marks), limits)
         task = DetectTask(config=_detector_config(args), masks=args.masks, limits=limits,
                           marks=marks)
         out = _open_output(stack, args.jsonl)
         total = _count(args.paths) if console.is_terminal else None
         progress = stack.enter_context(_progress(console, "detect", total))
-        for record in run(task, find_inputs(args.paths), jobs=args.jobs):
+        learn = MarkStore(marks) if marks is not None else None
+        for record in run(task, find_inputs(args.paths), jobs=args.jobs, learn=learn):
             out.write(json.dumps(record, ensure_ascii=False) + "\n")
             out.flush()
             counts["seen"] += 1
@@ -255,7 +254,8 @@ def _clean(args: argparse.Namespace, console: Console) -> int:
     marks = None
     if args.folder_evidence and src.is_dir():
         marks = dst / ".clearmark" / "marks"
-        _learn(console, [src], MarkStore(marks), limits)
+        if client is not None or args.engine == "ray":  # these cannot learn as they go
+            _learn(console, [src], MarkStore(marks), limits)
     task = CleanTask(src=src if src.is_dir() else src.parent, dst=dst,
                      config=_detector_config(args), remover=LocalRemover(), limits=limits,
                      marks=marks, thumbs=args.report)
@@ -292,7 +292,8 @@ def _clean(args: argparse.Namespace, console: Console) -> int:
             records = _ray_engine()(task, todo(), address=args.address,
                                     workers=args.jobs if args.jobs_given else None)
         else:
-            records = run(task, todo(), jobs=args.jobs)
+            records = run(task, todo(), jobs=args.jobs,
+                          learn=MarkStore(marks) if marks is not None else None)
         for record in records:
             account(record, resumed=False)
     record_run(dst, seconds=time.perf_counter() - started, threshold=task.config.threshold,
@@ -400,7 +401,7 @@ def _serve(args: argparse.Namespace, console: Console) -> int:
 
 def _learn(console: Console, folders: list[Any], store: MarkStore, limits: LoadLimits) -> None:
     """The folder-evidence pass: learn each folder's shared marks before the main pass."""
-    images = ((item.path, item.rel) for item in find_inputs(folders) if is_image_name(item.rel))
+    images = (item.path for item in find_inputs(folders) if is_image_name(item.rel))
     with _progress(console, "learn", None) as progress:
         learn_marks(images, store, limits, on_file=progress.advance)
 

@@ -134,26 +134,48 @@ def find(rgb: np.ndarray, size: tuple[int, int], config: DetectorConfig = DEFAUL
     """The cheap pass, on ``rgb``: the image itself or a reduced decode of an image whose full
     size is ``size`` (width, height)."""
     _check_rgb(rgb)
-    width, height = size
-    working = working_size(size, config.working_side)
-    small = rgb if rgb.shape[1::-1] == working else cv2.resize(
-        rgb, working, interpolation=cv2.INTER_AREA)
-    scale = working[0] / width
+    small = working_copy(rgb, size, config)
+    scale = small.shape[1] / size[0]
     lines = _accept(find_text_lines(small, config), config.threshold, config.min_chars)
     gray = working_gray(small) if marks or config.templates else None  # for both, once
-    shared = [hit for hit in (_shared_mark(gray, size, mark, config) for mark in marks)
-              if hit is not None]
-    tiled = _tiled(small, config)
-    logos = _logos(small, config)
-    templates = _templates(gray, size, config)
-    regions = [_to_full_region(line, scale, width, height, config) for line in lines]
+    finding = Finding(size, scale, tuple(lines), (), _tiled(small, config),
+                      _logos(small, config), _templates(gray, size, config), (), 0.0)
+    return with_marks(finding, gray, marks, config) if marks else _assembled(finding, config)
+
+
+def working_copy(rgb: np.ndarray, size: tuple[int, int],
+                 config: DetectorConfig = DEFAULT_CONFIG) -> np.ndarray:
+    """``rgb`` (the image whose full size is ``size``, or a reduced decode of it) at the
+    size detection works at (``working_size``)."""
+    working = working_size(size, config.working_side)
+    return rgb if rgb.shape[1::-1] == working else cv2.resize(
+        rgb, working, interpolation=cv2.INTER_AREA)
+
+
+def with_marks(finding: Finding, gray: np.ndarray | None, marks: Sequence[SharedMark],
+               config: DetectorConfig = DEFAULT_CONFIG) -> Finding:
+    """``finding`` with a folder's shared ``marks`` looked for in its image (``gray``, the
+    image's ``working_gray``) instead of those it had: what ``find`` with these marks gives.
+
+    A run that learns a folder's mark from the same pass that decides its images finishes
+    the decision of the images it learned from this way, without decoding them again."""
+    shared = tuple(hit for hit in (_shared_mark(gray, finding.size, mark, config)
+                                   for mark in marks) if hit is not None)
+    return _assembled(replace(finding, shared=shared), config)
+
+
+def _assembled(finding: Finding, config: DetectorConfig) -> Finding:
+    """The finding's regions (merged, at most 50) and score, from what each stage found."""
+    size, scale = finding.size, finding.scale
+    lines, shared, tiled = list(finding.lines), finding.shared, finding.tiled
+    logos, templates = finding.logos, finding.templates
+    regions = [_to_full_region(line, scale, *size, config) for line in lines]
     regions += [region for region, _, _ in (*shared, *templates)]
     regions += _tiled_regions(tiled, size) if tiled is not None else []
     regions += [_box_region(logo.box, logo.score, scale, size, "logo") for logo in logos]
     score = max([_image_score(lines), *(region.score for region, _, _ in (*shared, *templates)),
                  tiled.score if tiled is not None else 0.0, *(logo.score for logo in logos)])
-    return Finding(size, scale, tuple(lines), tuple(shared), tiled, logos, templates,
-                   tuple(merge_regions(regions)), score)
+    return replace(finding, regions=tuple(merge_regions(regions)), score=score)
 
 
 def _tiled(small: np.ndarray, config: DetectorConfig) -> TiledFinding | None:

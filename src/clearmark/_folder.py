@@ -91,10 +91,9 @@ def estimate_shared_mark(grays: Iterable[np.ndarray]) -> SharedMark | None:
     pairs = [_gradients(g) for g in sample]
     stack_x = np.stack([p[0] for p in pairs])
     stack_y = np.stack([p[1] for p in pairs])
-    gx, gy = np.median(stack_x, axis=0), np.median(stack_y, axis=0)
-    typical = np.median(np.hypot(stack_x, stack_y), axis=0)
+    gx, gy = _median(stack_x), _median(stack_y)
+    mask = _mark_mask(np.hypot(gx, gy), stack_x, stack_y)
     del stack_x, stack_y
-    mask = _mark_mask(np.hypot(gx, gy), typical)
     if mask is None:
         return None
     x, y, w, h = cv2.boundingRect(mask)
@@ -104,6 +103,15 @@ def estimate_shared_mark(grays: Iterable[np.ndarray]) -> SharedMark | None:
         return None
     return SharedMark(gx[crop].copy(), gy[crop].copy(), mask[crop].copy(), (x, y, w, h),
                       sample[0].shape, len(sample))
+
+
+def _median(stack: np.ndarray) -> np.ndarray:
+    """``np.median(stack, axis=0)``, the same values about six times faster: sorting each
+    pixel's few values in contiguous rows beats numpy's strided partition over the images."""
+    count = stack.shape[0]
+    rows = np.sort(np.ascontiguousarray(stack.reshape(count, -1).T), axis=1)
+    middle = (rows[:, (count - 1) // 2] + rows[:, count // 2]) / 2
+    return middle.reshape(stack.shape[1:]).astype(stack.dtype, copy=False)
 
 
 SPLIT_AGREEMENT = 0.7  # real marks 0.92-0.99 on bench/'s folders; chance agreement of a
@@ -120,24 +128,30 @@ def _split_agreement(xs: list[np.ndarray], ys: list[np.ndarray], mask: np.ndarra
     support = mask > 0
     halves = []
     for part in (slice(0, None, 2), slice(1, None, 2)):
-        hx = np.median(np.stack(xs[part]), axis=0)[support]
-        hy = np.median(np.stack(ys[part]), axis=0)[support]
+        hx = _median(np.stack(xs[part]))[support]
+        hy = _median(np.stack(ys[part]))[support]
         halves.append(np.concatenate([hx, hy]))
     a, b = halves
     norm = float(np.linalg.norm(a) * np.linalg.norm(b))
     return float(a @ b) / norm if norm > 0 else 0.0
 
 
-def _mark_mask(magnitude: np.ndarray, typical: np.ndarray) -> np.ndarray | None:
+def _mark_mask(magnitude: np.ndarray, stack_x: np.ndarray,
+               stack_y: np.ndarray) -> np.ndarray | None:
     """Pixels of consistent edges, closed and filled into shapes; None when nothing stands out.
 
     Unrelated photos' gradients at a pixel have random directions, so their median is small
-    next to the typical gradient there; a mark's edges keep one direction in every photo, so
-    the median is about as strong as the typical gradient.
+    next to the typical gradient there (the median of the gradients' lengths); a mark's edges
+    keep one direction in every photo, so the median is about as strong as the typical
+    gradient. The typical gradient is needed only where the median is strong.
     """
     threshold = max(6.0, 8.0 * float(np.median(magnitude)))
-    consistent = magnitude > 0.6 * typical
-    edges = ((magnitude > threshold) & consistent).astype(np.uint8)
+    strong = np.flatnonzero(magnitude > threshold)
+    lengths = np.hypot(stack_x.reshape(len(stack_x), -1)[:, strong],
+                       stack_y.reshape(len(stack_y), -1)[:, strong])
+    consistent = magnitude.ravel()[strong] > 0.6 * np.median(lengths, axis=0)
+    edges = np.zeros(magnitude.shape, np.uint8)
+    edges.ravel()[strong[consistent]] = 1
     edges[:2], edges[-2:], edges[:, :2], edges[:, -2:] = 0, 0, 0, 0  # frames are not marks
     if edges.sum() < 30:
         return None

@@ -1,10 +1,15 @@
-"""Where a run keeps the marks it learned from its folders, and the pass that learns them.
+"""Where a run keeps the marks it learned from its folders, and how they are learned.
 
 Marks are learned once per group (a folder's images of one aspect ratio) from a sample of at
-most ``MAX_SAMPLE`` images decoded at reduced size, saved as small ``.npz`` files, and read by
-the workers from there: the estimate is made once and shared, never recomputed per worker,
-and a rerun (or a later run into the same DST) reuses it. The learning pass walks one folder
-at a time, so its memory is bounded by one folder's samples, not by the size of the run.
+most ``MAX_SAMPLE`` images at reduced size, saved as small ``.npz`` files, and read by the
+workers from there: the estimate is made once and shared, never recomputed per worker, and a
+rerun (or a later run into the same DST) reuses it. A folder is known by its path
+(``folder_key``).
+
+The local runner learns from the working copies its decision pass makes anyway
+(``_pipeline.run`` with ``learn=``); ``learn_marks`` is a separate pass that decodes each
+folder's sample for engines that cannot hold records back (Ray, the endpoint). Either walks one
+folder at a time, so memory is bounded by one folder's sample, not by the size of the run.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import io
 import json
 from collections.abc import Callable, Iterable
 from functools import lru_cache
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,6 +27,11 @@ import numpy as np
 from ._errors import ClearmarkError
 from ._folder import MAX_SAMPLE, WORKING_WIDTH, SharedMark, estimate_shared_mark, working_gray
 from ._imageio import LoadLimits, load_image, write_bytes_atomic
+
+
+def folder_key(path: Path) -> str:
+    """The name a file's folder has in a ``MarkStore``."""
+    return path.parent.as_posix()
 
 
 def same_aspect(a: float, b: float) -> bool:
@@ -43,9 +53,10 @@ class MarkStore:
             except (OSError, ValueError):
                 self.index = {}  # a torn index only costs relearning
 
-    def lookup(self, rel: PurePosixPath, aspect: float) -> tuple[bool, str | None]:
-        """(learned?, mark file or None) for an image of ``aspect`` in ``rel``'s folder."""
-        for known_aspect, name in self.index.get(rel.parent.as_posix(), []):
+    def lookup(self, folder: str, aspect: float) -> tuple[bool, str | None]:
+        """(learned?, mark file or None) for an image of ``aspect`` in ``folder`` (its
+        ``folder_key``)."""
+        for known_aspect, name in self.index.get(folder, []):
             if same_aspect(known_aspect, aspect):
                 return True, None if name is None else str(self.folder / name)
         return False, None
@@ -102,35 +113,35 @@ def save_template(mark: SharedMark, path: Path) -> None:
     write_bytes_atomic(path, buffer.getvalue())
 
 
-_LOOK_AT = 4 * MAX_SAMPLE  # a folder's first files are its sample; a known folder is skipped
+LOOK_AT = 4 * MAX_SAMPLE  # a folder's first files are its sample; a known folder is skipped
 
 
-def learn_marks(items: Iterable[tuple[Path, PurePosixPath]], store: MarkStore,
-                limits: LoadLimits, on_file: Callable[[], None] | None = None) -> int:
-    """Estimate the shared mark of every group not yet in ``store``; return how many were found.
-
-    ``items`` must come folder by folder (as ``find_inputs`` yields them).
-    """
+def learn_marks(paths: Iterable[Path], store: MarkStore, limits: LoadLimits,
+                on_file: Callable[[], None] | None = None) -> int:
+    """Estimate the shared mark of every group not yet in ``store``, decoding each folder's
+    sample; return how many were found. ``paths`` must come folder by folder (as
+    ``find_inputs`` yields them)."""
     found, seen = 0, 0
-    folder: PurePosixPath | None = None
+    folder: str | None = None
     samples: list[tuple[float, list[np.ndarray]]] = []
-    for path, rel in items:
-        if rel.parent != folder:
+    for path in paths:
+        key = folder_key(path)
+        if key != folder:
             if folder is not None:
-                found += _settle(folder.as_posix(), samples, store)
-            folder, seen = rel.parent, 0
+                found += _settle(folder, samples, store)
+            folder, seen = key, 0
         if on_file is not None:
             on_file()
         seen += 1
-        if seen <= _LOOK_AT and rel.parent.as_posix() not in store.index:
-            _sample(path, rel, samples, store, limits)
+        if seen <= LOOK_AT and key not in store.index:
+            _sample(path, key, samples, store, limits)
     if folder is not None:
-        found += _settle(folder.as_posix(), samples, store)
+        found += _settle(folder, samples, store)
     store.save_index()
     return found
 
 
-def _sample(path: Path, rel: PurePosixPath, samples: list[tuple[float, list[np.ndarray]]],
+def _sample(path: Path, folder: str, samples: list[tuple[float, list[np.ndarray]]],
             store: MarkStore, limits: LoadLimits) -> None:
     """Add the image (decoded at reduced size) to its aspect group's sample, if it needs one."""
     try:
@@ -138,7 +149,7 @@ def _sample(path: Path, rel: PurePosixPath, samples: list[tuple[float, list[np.n
     except ClearmarkError:
         return  # the main pass reports it
     height, width = loaded.rgb.shape[:2]
-    if not store.lookup(rel, width / height)[0]:
+    if not store.lookup(folder, width / height)[0]:
         _add_to_group(samples, loaded.rgb)
 
 
@@ -157,10 +168,16 @@ def _add_to_group(samples: list[tuple[float, list[np.ndarray]]], rgb: np.ndarray
 
 def _settle(folder: str, samples: list[tuple[float, list[np.ndarray]]], store: MarkStore) -> int:
     """Estimate each sampled group of ``folder``, record it, and forget the samples."""
-    found = 0
-    for aspect, sample in samples:
-        mark = estimate_shared_mark(sample)
-        store.put(folder, aspect, mark)
-        found += mark is not None
+    found = sum(settle_group(store, folder, aspect, sample) is not None
+                for aspect, sample in samples)
     samples.clear()
     return found
+
+
+def settle_group(store: MarkStore, folder: str, aspect: float,
+                 sample: list[np.ndarray]) -> SharedMark | None:
+    """Estimate one group's mark from its sample (``working_gray`` images) and record it in
+    ``store`` (also when there is none: the group is then known to have none)."""
+    mark = estimate_shared_mark(sample)
+    store.put(folder, aspect, mark)
+    return mark

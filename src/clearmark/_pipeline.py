@@ -24,9 +24,17 @@ from typing import Any
 import cv2
 import numpy as np
 
-from ._detect import DEFAULT_CONFIG, DetectorConfig, Finding, find, refine
+from ._detect import (
+    DEFAULT_CONFIG,
+    DetectorConfig,
+    Finding,
+    find,
+    refine,
+    with_marks,
+    working_copy,
+)
 from ._errors import ClearmarkError
-from ._folder import SharedMark
+from ._folder import MAX_SAMPLE, SharedMark, working_gray
 from ._imageio import (
     IMAGE_SUFFIXES,
     LoadedImage,
@@ -36,7 +44,7 @@ from ._imageio import (
     write_bytes_atomic,
     write_image,
 )
-from ._marks import MarkStore, load_mark
+from ._marks import LOOK_AT, MarkStore, folder_key, load_mark, same_aspect, settle_group
 from ._regions import Detection
 from ._remove import LocalRemover
 from ._report import Thumbnailer
@@ -52,6 +60,7 @@ class Input:
 
     path: Path  # as given or found (relative paths stay relative)
     rel: PurePosixPath  # relative to the folder it was found in (its name for a file argument)
+    in_folder: bool = False  # found in a folder named (folder evidence learns from those)
 
 
 def find_inputs(paths: Iterable[str | os.PathLike[str]]) -> Iterator[Input]:
@@ -63,7 +72,7 @@ def find_inputs(paths: Iterable[str | os.PathLike[str]]) -> Iterator[Input]:
                 dirs.sort()
                 for name in sorted(files):
                     full = Path(folder, name)
-                    yield Input(full, PurePosixPath(full.relative_to(path).as_posix()))
+                    yield Input(full, PurePosixPath(full.relative_to(path).as_posix()), True)
         else:
             yield Input(path, PurePosixPath(path.name))
 
@@ -91,10 +100,20 @@ class DetectTask:
     def __call__(self, item: Input) -> Record:
         return guarded(self.failure_record(item), item, lambda: self._detect(item))
 
-    def _detect(self, item: Input) -> Record:
+    def sample(self, item: Input) -> Record:
+        """The record without folder evidence, plus what learning needs (``Sampled``)."""
+        return guarded(self.failure_record(item), item, lambda: self._detect(item, True))
+
+    def refit(self, record: Record, finding: Finding) -> Record | None:
+        """The record of ``sample`` with its decision finished by ``finding`` (the same image
+        seen with its folder's mark), or None when the image must be done again."""
+        return {**record, **finding.to_dict()} if self.masks is None else None
+
+    def _detect(self, item: Input, sampling: bool = False) -> Record:
         small, finding = glance(item.path, self.config, self.limits,
-                                lambda size: shared_marks(self.marks, item.rel, size))
-        result: Record = {"width": small.size[0], "height": small.size[1], **finding.to_dict()}
+                                _marks_for(self.marks, item, sampling))
+        result: Record = {"width": small.size[0], "height": small.size[1], **finding.to_dict(),
+                          **_sampled(small, finding, self.config, sampling)}
         if self.masks is not None and finding.watermarked:
             _, detection = look_closer(item.path, small, finding, self.limits)
             result["mask"] = str(self._write_mask(item, detection.mask))
@@ -137,20 +156,30 @@ class CleanTask:
                 "score": None, "regions": [], "error": None,
                 "fingerprint": fingerprint(item.path)}
 
-    def __call__(self, item: Input) -> Record:
+    def __call__(self, item: Input, sampling: bool = False) -> Record:
         started = time.perf_counter()
         record = guarded(self.failure_record(item), item,
-                         lambda: self._clean(item, self.dst / item.rel))
+                         lambda: self._clean(item, self.dst / item.rel, sampling))
         record["seconds"] = round(time.perf_counter() - started, 4)
         return record
 
-    def _clean(self, item: Input, output: Path) -> Record:
+    def sample(self, item: Input) -> Record:
+        """The record without folder evidence, plus what learning needs (``Sampled``)."""
+        return self(item, sampling=True)
+
+    def refit(self, record: Record, finding: Finding) -> Record | None:
+        """None: an image its folder's mark changes is cleaned again (its output is rewritten
+        with the mark removed)."""
+        return None
+
+    def _clean(self, item: Input, output: Path, sampling: bool = False) -> Record:
         if not is_image_name(item.rel):
             return {"status": "skipped", "error": f"{item.path}: not an image file name"}
         _refuse_inside(output, self.src)
         small, finding = glance(item.path, self.config, self.limits,
-                                lambda size: shared_marks(self.marks, item.rel, size))
-        result: Record = {"width": small.size[0], "height": small.size[1], **finding.to_dict()}
+                                _marks_for(self.marks, item, sampling))
+        result: Record = {"width": small.size[0], "height": small.size[1], **finding.to_dict(),
+                          **_sampled(small, finding, self.config, sampling)}
         rel = str(item.rel)
         if not finding.watermarked:
             copy_file_atomic(item.path, output)
@@ -229,18 +258,45 @@ def guarded(record: Record, item: Input, work: Callable[[], Record]) -> Record:
     return record
 
 
-def shared_marks(store: Path | None, rel: PurePosixPath,
-                 size: tuple[int, int]) -> list[SharedMark]:
-    """The mark learned for this image's group, if any (read once per worker process)."""
+def shared_marks(store: Path | None, folder: str, size: tuple[int, int]) -> list[SharedMark]:
+    """The mark learned for an image of ``size`` in ``folder`` (its ``folder_key``), if any.
+    The store's index is read again only when it changed (a run learns as it goes)."""
     if store is None:
         return []
-    _, path = _mark_store(str(store)).lookup(rel, size[0] / size[1])
+    _, path = _mark_store(str(store), _stamp(store / "index.json")).lookup(
+        folder, size[0] / size[1])
     return [] if path is None else [load_mark(path)]
 
 
 @lru_cache(maxsize=4)
-def _mark_store(folder: str) -> MarkStore:
-    return MarkStore(Path(folder))  # learned before the run starts: safe to keep
+def _mark_store(folder: str, stamp: tuple[int, int, int] | None) -> MarkStore:
+    return MarkStore(Path(folder))
+
+
+def _stamp(path: Path) -> tuple[int, int, int] | None:
+    """Which version of a file this is: an atomic rewrite is a new inode."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_ino, stat.st_mtime_ns, stat.st_size
+
+
+def _marks_for(store: Path | None, item: Input, sampling: bool
+               ) -> Callable[[tuple[int, int]], Sequence[SharedMark]]:
+    """The shared marks an image is decided with: none while its folder is being learned."""
+    if sampling:
+        return lambda size: ()
+    return lambda size: shared_marks(store, folder_key(item.path), size)
+
+
+def _sampled(small: LoadedImage, finding: Finding, config: DetectorConfig,
+             sampling: bool) -> Record:
+    """What a sampled image gives the run's learning, under private keys (``Sampled``)."""
+    if not sampling:
+        return {}
+    gray = working_gray(working_copy(small.rgb, small.size, config))
+    return {_GRAY: gray.astype(np.uint8), _FINDING: finding}  # the gray is whole levels
 
 
 def _refuse_inside(output: Path, src: Path) -> None:
@@ -334,8 +390,8 @@ def remove_stale_temp_files(dst: Path) -> int:
 # -- running tasks ----------------------------------------------------------------------------
 
 
-def run(task: Callable[[Input], Record], items: Iterable[Input], *,
-        jobs: int = 1) -> Iterator[Record]:
+def run(task: Callable[[Input], Record], items: Iterable[Input], *, jobs: int = 1,
+        learn: MarkStore | None = None) -> Iterator[Record]:
     """Run ``task`` on every item, yielding records in input order.
 
     With ``jobs > 1`` the work goes to a pool of worker processes, with a bounded number of
@@ -343,68 +399,213 @@ def run(task: Callable[[Input], Record], items: Iterable[Input], *,
     (a crash, the OOM killer) costs a new pool, not the run: the files that were in flight
     are then run one at a time, so the one that kills its worker alone is recorded as failed
     and the others are done.
+
+    With ``learn`` (a task with ``sample`` and ``refit``, such as ``DetectTask`` and
+    ``CleanTask``, whose ``marks`` is that store's folder), folder evidence is learned from the
+    decision pass itself, so no image is decoded twice for it: the first ``LOOK_AT`` files of
+    each folder not yet in the store are decided without evidence, and their records are held
+    back with the working copy of each image. When those files are in, each aspect group's
+    mark is estimated from them and written to the store; the images the mark changes are
+    finished with it (``refit``) or done again, and the folder's later files are decided with
+    it. At most ``LOOK_AT`` records more are in memory.
     """
-    if jobs <= 1:
-        for item in items:
-            yield task(item)
-        return
-    pool = _pool(jobs)
-    window: deque[tuple[Input, Future[Record]]] = deque()
+    runner = _Runner(task, jobs)
+    learning = _Learning(task, learn) if learn is not None else None
+    window: deque[_Entry] = deque()
     try:
         for item in items:
-            window.append((item, _submit(pool, task, item)))
-            while len(window) >= 4 * jobs:
-                record, pool = _next_record(window, pool, task, jobs)
-                yield record
+            if learning is not None and learning.route(item, window, runner):
+                window.append(_Entry(item, runner.submit(_Sample(task), item),
+                                     held=folder_key(item.path)))
+            else:
+                window.append(_Entry(item, runner.submit(task, item)))
+            while len(window) >= 4 * jobs and not (
+                    learning is not None and learning.is_open(window[0])):
+                yield _next_record(window, runner, learning)
         while window:
-            record, pool = _next_record(window, pool, task, jobs)
-            yield record
+            yield _next_record(window, runner, learning)
     finally:
-        pool.shutdown(wait=False, cancel_futures=True)
+        runner.close()
 
 
-def _next_record(window: deque[tuple[Input, Future[Record]]], pool: Executor,
-                 task: Callable[[Input], Record], jobs: int) -> tuple[Record, Executor]:
-    """The head item's record; after a worker death, the window is redone in isolation."""
-    try:
-        record = window[0][1].result()
-    except BrokenProcessPool:
-        pool = _isolate(window, pool, task, jobs)
-        record = window[0][1].result()
+@dataclass
+class _Entry:
+    """A file in flight: what was asked of it, and the future record. ``held`` names the
+    folder whose marks the record waits for (a sampled image), None when it is final."""
+
+    item: Input
+    future: Future[Record]
+    held: str | None = None
+
+
+@dataclass(frozen=True)
+class _Sample:
+    """``task.sample`` as a picklable callable."""
+
+    task: Any
+
+    def __call__(self, item: Input) -> Record:
+        return self.task.sample(item)
+
+    def failure_record(self, item: Input) -> Record:
+        return self.task.failure_record(item)
+
+
+_GRAY, _FINDING = "_gray", "_finding"  # a sampled record's private keys, never yielded
+
+
+def _next_record(window: deque[_Entry], runner: _Runner, learning: _Learning | None) -> Record:
+    """The head item's record, once it is final."""
+    head = window[0]
+    if head.held is not None and learning is not None:
+        learning.settle(head.held, window, runner)
+    record = runner.outcome(window, head)
     window.popleft()
-    return record, pool
+    record.pop(_GRAY, None)
+    record.pop(_FINDING, None)
+    return record
 
 
-def _isolate(window: deque[tuple[Input, Future[Record]]], pool: Executor,
-             task: Callable[[Input], Record], jobs: int) -> Executor:
-    """Redo every unfinished item of the window alone in a fresh pool; an item whose worker
-    dies even alone gets a failure record. Returns the pool to go on with."""
-    pool.shutdown(wait=False, cancel_futures=True)
-    pool = _pool(jobs)
-    for index, (item, future) in enumerate(window):
-        if future.done() and not future.cancelled() and future.exception() is None:
-            continue
-        alone = _submit(pool, task, item)
+class _Runner:
+    """Where tasks run: a pool of worker processes, or this process when ``jobs`` is 1."""
+
+    def __init__(self, task: Callable[[Input], Record], jobs: int) -> None:
+        self.task, self.jobs = task, jobs
+        self.pool: Executor | None = _pool(jobs) if jobs > 1 else None
+
+    def submit(self, call: Callable[[Input], Record], item: Input) -> Future[Record]:
+        """Submit, or hand back the pool's breakage as this item's outcome (a worker can die
+        between two submissions): ``outcome`` then redoes it."""
+        future: Future[Record] = Future()
+        if self.pool is None:
+            future.set_result(call(item))
+            return future
         try:
-            alone.result()
+            return self.pool.submit(call, item)
+        except BrokenProcessPool as exc:
+            future.set_exception(exc)
+            return future
+
+    def outcome(self, window: deque[_Entry], entry: _Entry) -> Record:
+        """``entry``'s record; after a worker death, the window is redone in isolation."""
+        try:
+            return entry.future.result()
         except BrokenProcessPool:
-            pool.shutdown(wait=False, cancel_futures=True)
-            pool = _pool(jobs)
-            alone = Future()
-            alone.set_result(_failed(task, item, "worker process died while processing it"))
-        window[index] = (item, alone)
-    return pool
+            self._isolate(window)
+            return entry.future.result()
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=False, cancel_futures=True)
+
+    def _isolate(self, window: deque[_Entry]) -> None:
+        """Redo every unfinished item of the window alone in a fresh pool; an item whose
+        worker dies even alone gets a failure record."""
+        assert self.pool is not None
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        self.pool = _pool(self.jobs)
+        for entry in window:
+            future = entry.future
+            if future.done() and not future.cancelled() and future.exception() is None:
+                continue
+            call: Callable[[Input], Record] = _Sample(self.task) if entry.held else self.task
+            alone = self.submit(call, entry.item)
+            try:
+                alone.result()
+            except BrokenProcessPool:
+                self.pool.shutdown(wait=False, cancel_futures=True)
+                self.pool = _pool(self.jobs)
+                alone = Future()
+                alone.set_result(_failed(call, entry.item,
+                                         "worker process died while processing it"))
+            entry.future = alone
 
 
-def _submit(pool: Executor, task: Callable[[Input], Record], item: Input) -> Future[Record]:
-    """Submit, or hand back the pool's breakage as this item's outcome (a worker can die
-    between two submissions): the isolation step then redoes it."""
-    try:
-        return pool.submit(task, item)
-    except BrokenProcessPool as exc:
-        failed: Future[Record] = Future()
-        failed.set_exception(exc)
-        return failed
+class _Learning:
+    """Folder evidence learned from the decision pass (see ``run``)."""
+
+    def __init__(self, task: Any, store: MarkStore) -> None:
+        self.task, self.store = task, store
+        self.folder: str | None = None  # the folder items are coming from
+        self.seen = 0  # its files so far
+        self.learning = False  # whether its first files are being sampled
+
+    def route(self, item: Input, window: deque[_Entry], runner: _Runner) -> bool:
+        """Whether ``item`` is to be sampled; settles its folder first when it is the first
+        file past the sample."""
+        if not item.in_folder:
+            return False
+        key = folder_key(item.path)
+        if key != self.folder:
+            self.folder, self.seen = key, 0
+            self.learning = key not in self.store.index
+        self.seen += 1
+        if not self.learning:
+            return False
+        if self.seen <= LOOK_AT:
+            return True
+        self.settle(key, window, runner)
+        return False
+
+    def is_open(self, entry: _Entry) -> bool:
+        """Whether ``entry`` waits for a folder that may still get sampled files."""
+        return entry.held is not None and entry.held == self.folder and self.learning \
+            and self.seen <= LOOK_AT
+
+    def settle(self, folder: str, window: deque[_Entry], runner: _Runner) -> None:
+        """Learn ``folder``'s marks from its held records, then make those records final."""
+        if folder == self.folder:
+            self.learning = False
+        held = [entry for entry in window if entry.held == folder]
+        records = [runner.outcome(window, entry) for entry in held]
+        marks = self._learn(folder, records)
+        for entry, record in zip(held, records, strict=True):
+            entry.held = None
+            mark = _mark_of(marks, record)
+            finding = record.pop(_FINDING, None)
+            gray = record.pop(_GRAY, None)
+            if mark is None or finding is None or gray is None:
+                continue
+            seen = with_marks(finding, gray.astype(np.float32), [mark], self.task.config)
+            if seen.regions == finding.regions:
+                continue  # the mark adds nothing the image alone did not show
+            refitted = self.task.refit(record, seen)
+            if refitted is None:
+                entry.future = runner.submit(self.task, entry.item)
+            else:
+                entry.future = Future()
+                entry.future.set_result(refitted)
+
+    def _learn(self, folder: str, records: list[Record]) -> list[tuple[float, SharedMark]]:
+        """Estimate each aspect group's mark (from its first ``MAX_SAMPLE`` images) and
+        record every group in the store, before any of the folder's records is yielded."""
+        groups: list[tuple[float, list[np.ndarray]]] = []
+        for record in records:
+            gray = record.get(_GRAY)
+            if gray is None:
+                continue
+            aspect = record["width"] / record["height"]
+            group = next((g for a, g in groups if same_aspect(a, aspect)), None)
+            if group is None:
+                groups.append((aspect, group := []))
+            if len(group) < MAX_SAMPLE:
+                group.append(gray.astype(np.float32))
+        marks = []
+        for aspect, sample in groups:
+            mark = settle_group(self.store, folder, aspect, sample)  # None below MIN_IMAGES
+            if mark is not None:
+                marks.append((aspect, mark))
+        if folder not in self.store.index:
+            self.store.index[folder] = []  # learned: nothing to learn there
+        self.store.save_index()
+        return marks
+
+
+def _mark_of(marks: list[tuple[float, SharedMark]], record: Record) -> SharedMark | None:
+    if not marks or not record.get("width") or not record.get("height"):
+        return None
+    aspect = record["width"] / record["height"]
+    return next((mark for known, mark in marks if same_aspect(known, aspect)), None)
 
 
 def _failed(task: Callable[[Input], Record], item: Input, reason: str) -> Record:
