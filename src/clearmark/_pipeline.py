@@ -409,6 +409,9 @@ def run(task: Callable[[Input], Record], items: Iterable[Input], *, jobs: int = 
     finished with it (``refit``) or done again, and the folder's later files are decided with
     it. At most ``LOOK_AT`` records more are in memory.
     """
+    if learn is not None and not (hasattr(task, "sample") and hasattr(task, "refit")):
+        raise TypeError(f"{type(task).__name__} cannot learn folder marks as it goes "
+                        "(it has no sample and refit): learn them first (_marks.learn_marks)")
     runner = _Runner(task, jobs)
     learning = _Learning(task, learn) if learn is not None else None
     window: deque[_Entry] = deque()
