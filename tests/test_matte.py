@@ -14,6 +14,7 @@ from clearmark._matte import (
     inversion_weight,
     invert_blend,
     invertible,
+    marked_pixels,
     remove_known_mark,
 )
 
@@ -147,3 +148,51 @@ def test_a_flat_hole_has_no_matte() -> None:
     assert estimate_matte(flat, hole) is None
     assert estimate_matte(flat, np.ones((20, 20), bool)) is None
     assert estimate_matte(flat, np.zeros((20, 20), bool)) is None
+
+
+def _bars_and_word() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(image, truth, word) on a 130 x 90 crop of a photo: three white bars at opacity 0.9,
+    and 10 px below them a dark blue word block (a second mark colour)."""
+    clean = np.ascontiguousarray(photo("coffee", 320, 240))[40:170, 40:130]
+    alpha = np.zeros(clean.shape[:2], np.float32)
+    colour = np.zeros((*clean.shape[:2], 3), np.float32)
+    for x in (20, 40, 60):
+        alpha[20:80, x:x + 8] = 0.9
+        colour[20:80, x:x + 8] = WHITE
+    word = np.zeros(clean.shape[:2], bool)
+    word[90:105, 20:68] = True
+    alpha[word] = 0.9
+    colour[word] = (20, 20, 120)
+    out = alpha[..., None] * colour + (1 - alpha[..., None]) * clean.astype(np.float32)
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8), alpha > 0, word
+
+
+def test_the_marked_pixels_hug_the_strokes_inside_a_fat_hole() -> None:
+    image, truth, _ = _bars_and_word()
+    hole = cv2.dilate(truth.astype(np.uint8), np.ones((9, 9), np.uint8)) > 0
+    matte = estimate_matte(image, hole)
+    assert matte is not None
+    marked = marked_pixels(image, hole, matte)
+    assert not marked[~hole].any()  # a subset of the hole
+    assert marked[truth].all()  # every stroke pixel, both colours
+    far = hole & ~(cv2.dilate(truth.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0)
+    assert marked[far].mean() < 0.2  # the photo 3-4 px off the strokes is left alone
+
+
+def test_a_colour_the_palette_missed_is_still_marked() -> None:
+    image, truth, word = _bars_and_word()
+    hole = cv2.dilate(truth.astype(np.uint8), np.ones((9, 9), np.uint8)) > 0
+    white_only = estimate_matte(image, hole, palette=(((255.0, 255.0, 255.0),), (0.9,)))
+    assert white_only is not None and len(white_only.colours) == 1
+    assert not (white_only.alpha[word] > 0).all()  # the palette alone loses the word
+    assert marked_pixels(image, hole, white_only)[word].all()
+
+
+def test_the_ring_grows_the_marked_pixels_within_the_hole() -> None:
+    image, truth, _ = _bars_and_word()
+    hole = cv2.dilate(truth.astype(np.uint8), np.ones((9, 9), np.uint8)) > 0
+    matte = estimate_matte(image, hole)
+    assert matte is not None
+    tight, ringed = (marked_pixels(image, hole, matte, ring) for ring in (0, 2))
+    assert tight.sum() < ringed.sum() and not (tight & ~ringed).any()
+    assert not ringed[~hole].any()

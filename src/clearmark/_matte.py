@@ -49,6 +49,9 @@ from ._fill import fill, harmonic_fill, texture_level
 _K3 = np.ones((3, 3), np.uint8)
 _SNAP = 60.0  # grey levels: a colour estimate this close to black or white is taken as it
 _TINY = 1e-6
+_LEFTOVER_SHARE = 0.3  # of the strokes' median contrast: a leftover this strong may be mark
+_LEFTOVER_FLAT = 0.8  # share of strong leftovers whose ray exits must agree on one colour
+_LEFTOVER_MIN = 20  # px: fewer strong leftovers than this are left out
 
 
 @dataclass(frozen=True)
@@ -267,6 +270,56 @@ def _fit(image: np.ndarray, hole: np.ndarray, background: np.ndarray, precision:
     unexplained = hole & (strokes > 0) & (magnitude > level) & (rest > 0.5 * magnitude)
     return Matte(alpha, colours, background, interior,
                  tuple(_rgb(c) for c in palette), tuple(opacities), unexplained)
+
+
+def marked_pixels(crop: np.ndarray, hole: np.ndarray, matte: Matte, ring: int = 1,
+                  config: MatteConfig = DEFAULT_MATTE) -> np.ndarray:
+    """The pixels of ``hole`` the mark actually covers, by the matte: a tighter mask.
+
+    A detector's mask is fat: it also answers JPEG's chroma smear and ringing, and photo
+    detail between the letters. Rewriting those pixels only loses the photo, so the matte
+    decides instead: pixels whose colour moved toward a palette colour (alpha > 0, which
+    the snap already confines to the strokes and their anti-aliased edge) or that sit next
+    to the strokes unexplained (a shadow or outline in another colour), grown by ``ring``
+    px for the anti-aliasing and the worst of the halo. A colour the palette missed (a
+    logo's word in a second colour, a shadow too weak for k-means) shows as strong
+    leftovers whose ray exits agree on one flat colour; those are kept too. Texture sends
+    its rays every way, so it does not pass that test.
+
+    crop : (H, W, 3) uint8 or float32; hole : (H, W) bool, the pixels the matte worked on.
+    Returns (H, W) bool, a subset of ``hole``.
+    """
+    hole = np.asarray(hole, bool)
+    image = crop.astype(np.float32)
+    strokes = hole & (matte.alpha > 0)
+    marked = strokes.copy()
+    if matte.unexplained is not None:
+        marked |= matte.unexplained & hole
+    if strokes.any():
+        marked |= _unmodelled(image, hole, marked, strokes, matte, config)
+    if ring > 0:
+        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * ring + 1, 2 * ring + 1))
+        marked = cv2.dilate(marked.astype(np.uint8), kernel) > 0
+    return marked & hole
+
+
+def _unmodelled(image: np.ndarray, hole: np.ndarray, marked: np.ndarray, strokes: np.ndarray,
+                matte: Matte, config: MatteConfig) -> np.ndarray:
+    """Strong pixels away from the marked ones whose ray exits agree on one flat colour:
+    a mark colour the palette missed (see ``marked_pixels``). Empty when they disagree."""
+    diff = image - matte.background
+    magnitude = _norm3(diff)
+    contrast = float(np.median(magnitude[strokes]))
+    near = cv2.dilate(marked.astype(np.uint8), _K3) > 0
+    strong = hole & ~near & (magnitude > max(config.min_contrast, _LEFTOVER_SHARE * contrast))
+    found = np.zeros(hole.shape, bool)
+    if strong.sum() < _LEFTOVER_MIN:
+        return found
+    exits = _ray_exits(matte.background[strong], diff[strong])
+    agree = _norm3(exits - np.median(exits, axis=0)) <= _SNAP
+    if agree.mean() >= _LEFTOVER_FLAT:
+        found[strong] = agree
+    return found
 
 
 def _ray_exits(background: np.ndarray, diff: np.ndarray) -> np.ndarray:

@@ -11,10 +11,14 @@ It rewrites only the pixels of a watermark, on crops around its regions:
    I = (J - a*W) / (1 - a), fused per pixel with a fill where the inversion would amplify
    JPEG noise past what a guess costs (``_matte.fuse``). Crops of one image share the
    colour and opacity most of them agree on (a tiled mark spans many crops).
-3. Opaque marks (a >= 0.7), marks whose strokes are all anti-aliased edge (small text), and
-   crops with no consistent mark are filled instead, over the stroke mask grown by ``grow``
-   (default 1 px: anti-aliasing and the worst of the JPEG halo), with the fill chosen by
-   stroke width and texture (``_fill``).
+3. Opaque marks (a >= 0.7) and marks whose strokes are all anti-aliased edge (small text)
+   are filled instead, with the fill chosen by stroke width and texture (``_fill``).
+4. Either way only the pixels the matte finds marked are rewritten (``_matte.marked_pixels``:
+   the strokes, their unexplained shadow or outline, a flat colour the palette missed, plus
+   1 px of ring), not the detector's whole mask: at full size that mask also answers JPEG's
+   chroma smear and ringing and the photo between letters, and filling those only loses the
+   photo. Crops with no consistent mark are filled over the stroke mask grown by ``grow``
+   (default 1 px: anti-aliasing and the worst of the JPEG halo).
 
 Every pixel outside the rewritten set comes back unchanged, bit for bit. ``remove_explained``
 also says which method each region got, for the run's report.
@@ -39,6 +43,7 @@ from ._matte import (
     estimate_matte,
     fuse,
     invertible,
+    marked_pixels,
     remove_known_mark,
 )
 from ._regions import Detection, Region, merge_regions, regions_to_mask
@@ -49,14 +54,18 @@ USER_KINDS = frozenset({"mask", "rectangle"})
 _METHODS = ("auto", *FILLS)
 _MATTE_SHARE = 0.25  # share of rewritten pixels recovered by inversion to report "matte"
 _THIN = 2.5  # px: holes at most this far from their border are thin strokes (see _choose_fill)
+_TIGHT = 0.1  # a hole the matte would trim by less than this share is already tight: kept
+_RING = 1  # px kept around the pixels the matte finds marked (anti-aliasing, JPEG halo)
 
 
 @dataclass(frozen=True)
 class LocalRemover:
     """Remove detected watermarks on the CPU: blend inversion where possible, fill elsewhere.
 
-    grow : px a detector's stroke mask is dilated by before it is filled (the matte works
-        on one more px; pixels it finds unmarked come back as they were).
+    grow : px a detector's stroke mask is dilated by (the matte works on one more px); only
+        the pixels of that hole the matte finds marked are rewritten, the others come back
+        as they were (all of it is filled when no consistent mark is found, or ``matte`` is
+        False).
     radius : neighbourhood of OpenCV's inpainting, in px (``telea`` / ``ns`` fills).
     method : the fill for lost pixels: ``"auto"`` (chosen per region by stroke width and
         texture), ``"harmonic"``, ``"telea"`` or ``"ns"``.
@@ -155,9 +164,10 @@ class LocalRemover:
 
         The matte works on the wider hole; where this crop's own estimate disagrees with what
         the image's other crops agreed on, it is refitted with the agreed colour and opacity.
-        An opaque mark, strokes too thin to have an inside (all anti-aliased edge, where the
-        alpha is least sure and JPEG rings most), or no consistent mark are filled instead,
-        on the narrower hole.
+        Only the pixels it finds marked are rewritten: inverted and fused, or, for an opaque
+        mark or strokes too thin to have an inside (all anti-aliased edge, where the alpha is
+        least sure and JPEG rings most), filled within the narrower hole. With no consistent
+        mark the whole narrower hole is filled.
         """
         if not fill_hole.any():  # only a neighbour's grown mask reaches in: not ours
             return crop, fill_hole, np.zeros(fill_hole.shape), "harmonic"
@@ -165,12 +175,21 @@ class LocalRemover:
         matte = mattes.own
         if mattes.agreed is not None and (matte is None or not agrees(matte, mattes.agreed)):
             matte = estimate_matte(crop, matte_hole, self.config, mattes.agreed)
-        if matte is None or not invertible(matte, self.config):
+        if matte is None:
             return fill(crop, fill_hole, label, self.radius), fill_hole, np.zeros(
                 fill_hole.shape), label
-        result, weight = fuse(crop, matte_hole, matte, label, self.config)
-        share = float((weight[matte_hole] >= 0.5).mean())
-        return result, matte_hole, weight, "matte" if share >= _MATTE_SHARE else label
+        marked = marked_pixels(crop, matte_hole, matte, _RING, self.config)
+        if marked.sum() >= (1.0 - _TIGHT) * matte_hole.sum():  # a true or careful mask:
+            marked = matte_hole  # what the matte would drop there is mostly its own misses
+        if not invertible(matte, self.config):
+            hole = marked & fill_hole
+            if not hole.any():  # the matte saw no stroke here: trust the detector
+                hole = fill_hole
+            label = self._fill_method(crop, hole)
+            return fill(crop, hole, label, self.radius), hole, np.zeros(hole.shape), label
+        result, weight = fuse(crop, marked, matte, label, self.config)
+        share = float((weight[marked] >= 0.5).mean()) if marked.any() else 0.0
+        return result, marked, weight, "matte" if share >= _MATTE_SHARE else label
 
     def _fill_method(self, crop: np.ndarray, hole: np.ndarray) -> str:
         return _choose_fill(crop, hole) if self.method == "auto" else self.method
