@@ -199,6 +199,22 @@ def test_regions_are_drawn_on_the_before_thumbnail_only(tmp_path: Path) -> None:
     assert np.abs(after - 128).max() < 8
 
 
+def test_previews_an_image_no_longer_has_are_deleted(tmp_path: Path) -> None:
+    image = np.array(photo("coffee", 480, 360))
+    thumbs = Thumbnailer(tmp_path)
+    regions = [Region(20 + 120 * i, 40, 80, 30) for i in range(3)]
+    first = thumbs.cleaned("a.png", image, image, regions)
+    assert len(first["zooms"]) == 3 and all((tmp_path / z).is_file() for z in first["zooms"])
+    again = thumbs.cleaned("a.png", image, image, regions[:1])  # redone with one region
+    assert again["zooms"] == first["zooms"][:1]
+    assert [(tmp_path / z).is_file() for z in first["zooms"]] == [True, False, False]
+    unchanged = thumbs.unchanged("a.png", image)  # redone and left as it was
+    assert not (tmp_path / first["after"]).exists() and not (tmp_path / first["zooms"][0]).exists()
+    assert (tmp_path / unchanged["before"]).is_file()
+    kept = thumbs.unchanged("b.png", image)  # another image's previews are not touched
+    assert (tmp_path / kept["before"]).is_file() and (tmp_path / unchanged["before"]).is_file()
+
+
 # -- the command line -------------------------------------------------------------------------
 
 

@@ -75,6 +75,7 @@ class Thumbnailer:
     def unchanged(self, rel: str, rgb: np.ndarray) -> Record:
         """Previews of an image left as it was: a "before" thumbnail (``rgb`` may be a
         reduced decode)."""
+        self._forget(rel, ["after", *(f"zoom{i}" for i in range(self.max_zooms))])
         return {"before": self._write(rel, "before", thumbnail(rgb, self.side))}
 
     def before(self, rel: str, rgb: np.ndarray, regions: Sequence[Region]
@@ -95,6 +96,7 @@ class Thumbnailer:
                                                                         self.zoom_side)),
                              self.zoom_quality)
                  for i, (crop, window) in enumerate(zip(crops, windows, strict=True))]
+        self._forget(rel, [f"zoom{i}" for i in range(len(zooms), self.max_zooms)])
         return {"after": self._write(rel, "after", thumbnail(rgb, self.side)), "zooms": zooms}
 
     def cleaned(self, rel: str, before: np.ndarray, after: np.ndarray,
@@ -102,6 +104,13 @@ class Thumbnailer:
         """Previews of a cleaned image: ``before`` then ``after``, in one go."""
         previews, crops = self.before(rel, before, regions)
         return {**previews, **self.after(rel, after, regions, crops)}
+
+    def _forget(self, rel: str, parts: Sequence[str]) -> None:
+        """Delete previews an earlier run made for this image that this one does not (it
+        was cleaned then, or had more regions): the page never shows them, and a folder
+        redone many times would keep them all."""
+        for part in parts:
+            (self.dst / thumb_name(rel, part)).unlink(missing_ok=True)
 
     def _write(self, rel: str, part: str, rgb: np.ndarray, quality: int | None = None) -> str:
         name = thumb_name(rel, part)
