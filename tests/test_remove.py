@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import cv2
 import numpy as np
 import pytest
 
 from clearmark import Detection, LocalRemover, Region, detect
 from clearmark._regions import mask_to_regions, pad_regions, regions_to_mask
+from clearmark._remove import removal_mask
+from test_lattice import _rotated, blend, grown_mask, jpeg, psnr, tiled_alpha
 
 from photos import photo, with_text
 
@@ -228,3 +232,20 @@ def test_a_users_mask_over_an_unmarked_photo_is_still_filled_whole() -> None:
         cleaned, records = LocalRemover().remove_explained(image, detection)
         assert sum(r["pixels"] for r in records) == int((mask > 0).sum())
         assert np.array_equal(cleaned[mask == 0], image[mask == 0])
+
+
+def test_a_tiled_mark_is_removed_by_one_matte_over_all_its_copies() -> None:
+    clean = np.array(photo("coffee", 640, 480))
+    alpha = tiled_alpha((480, 640), _rotated([(150.0, 0.0), (75.0, 90.0)], 25), 0.3)
+    marked = jpeg(blend(clean, alpha, (255, 255, 255)))
+    mask = grown_mask(alpha, 1)
+    regions = tuple(mask_to_regions(mask, kind="tiled"))
+    out, records = LocalRemover().remove_explained(marked, Detection(True, 0.9, regions, mask))
+    zone = mask > 0
+    assert psnr(out, clean, zone) > psnr(marked, clean, zone) + 9
+    assert {r["method"] for r in records} == {"matte"}
+    rewritten = removal_mask(mask, list(regions), 1) > 0
+    assert np.array_equal(out[~rewritten], marked[~rewritten])
+    # the same pixels as separate marks, one matte per crop: copies cannot pool their evidence
+    as_text = Detection(True, 0.9, tuple(replace(r, kind="text") for r in regions), mask)
+    assert psnr(out, clean, zone) > psnr(LocalRemover().remove(marked, as_text), clean, zone) + 4

@@ -19,6 +19,10 @@ It rewrites only the pixels of a watermark, on crops around its regions:
    chroma smear and ringing and the photo between letters, and filling those only loses the
    photo. Crops with no consistent mark are filled over the stroke mask grown by ``grow``
    (default 1 px: anti-aliasing and the worst of the JPEG halo).
+5. A tiled mark (regions of kind ``"tiled"``) is removed before any crop, in one go: one
+   alpha matte fitted over all of its copies at once (``_lattice``), where the photo under
+   the copies averages out, instead of a matte per crop; only its masked pixels that do not
+   repeat from copy to copy go on to the crops.
 
 Every pixel outside the rewritten set comes back unchanged, bit for bit. ``remove_explained``
 also says which method each region got, for the run's report.
@@ -33,6 +37,7 @@ import cv2
 import numpy as np
 
 from ._fill import FILLS, fill, texture_level
+from ._lattice import FILLED, INVERTED, UNTOUCHED, remove_tiled
 from ._matte import (
     DEFAULT_MATTE,
     Matte,
@@ -107,22 +112,58 @@ class LocalRemover:
         if not detection.watermarked or not detection.regions:
             return out, []
         height, width = rgb.shape[:2]
-        holes = _holes(detection, self.grow, self.user_grow)
         methods = np.zeros((height, width), np.uint8)  # index into _LABELS, per pixel
         inverted = np.zeros((height, width), bool)
         done = np.zeros((height, width), bool)  # merged crops may overlap: rewrite pixels once
+        rest = self._remove_tiled(out, detection, (methods, inverted, done))
+        if rest.regions:
+            self._remove_in_crops(out, rest, (methods, inverted, done))
+        return out, [_explain(r, methods, inverted, width, height) for r in detection.regions]
+
+    def _remove_tiled(self, out: np.ndarray, detection: Detection,
+                      record: tuple[np.ndarray, np.ndarray, np.ndarray]) -> Detection:
+        """Remove a tiled mark in one go, by one matte fitted over all its copies (``_lattice``),
+        writing into ``out`` and ``record`` (method index, inverted, done); return what is left
+        for the crops: the other regions, and the masked pixels that do not repeat.
+
+        The mask inside the tiled regions, and inside "mixed" ones (a tiled region merged with
+        another), is the lattice's to remove; when it is not periodic, everything is left."""
+        if not self.matte or not any(r.kind == "tiled" for r in detection.regions):
+            return detection
+        tiled = [r for r in detection.regions if r.kind in ("tiled", "mixed")]
+        removed = remove_tiled(out, removal_mask(detection.mask, tiled, self.grow))
+        if removed is None:
+            return detection
+        result, got = removed
+        methods, inverted, done = record
+        written = got != UNTOUCHED
+        out[written] = result[written]
+        methods[got == INVERTED] = _LABELS.index("matte")
+        methods[got == FILLED] = _LABELS.index("harmonic")
+        inverted |= got == INVERTED
+        done |= written
+        others = tuple(r for r in detection.regions if r.kind != "tiled")
+        left = np.where(written, 0, detection.mask).astype(np.uint8)
+        return Detection(bool(others), detection.score, others, left)
+
+    def _remove_in_crops(self, out: np.ndarray, detection: Detection,
+                         record: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
+        """Remove each region's mark on a crop around it (merged crops), writing into ``out``
+        and ``record`` (method index, inverted, done) the pixels not done yet."""
+        height, width = out.shape[:2]
+        methods, inverted, done = record
+        holes = _holes(detection, self.grow, self.user_grow)
         margin = max(10, 3 * self.radius + 2)
         padded = (r.padded(margin).clamped(width, height) for r in detection.regions)
         crops = merge_regions(c for c in padded if c is not None)
         windows = [(slice(c.y, c.y2), slice(c.x, c.x2)) for c in crops]
-        mattes = [self._estimate(rgb[w], holes[1][w]) for w in windows]
+        mattes = [self._estimate(out[w], holes[1][w]) for w in windows]  # before any write
         agreed = agreed_palette([m for m in mattes if m is not None and invertible(m, self.config)])
         for crop, window, matte in zip(crops, windows, mattes, strict=True):
             todo = ~done[window] & _core(crop, margin, width, height)
             self._remove_crop(out[window], [h[window] for h in holes], todo,
                               (methods[window], inverted[window]), _Mattes(matte, agreed))
             done[window] |= todo
-        return out, [_explain(r, methods, inverted, width, height) for r in detection.regions]
 
     def remove_known(self, rgb: np.ndarray, colour: np.ndarray, alpha: np.ndarray,
                      x: int, y: int) -> np.ndarray:
