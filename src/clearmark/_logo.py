@@ -216,12 +216,16 @@ class _Peak:
 
 @dataclass(frozen=True)
 class _Vote:
-    """An area's vote: the weakest sector's (smoothed) count per pixel, and the voters."""
+    """An area's vote: the weakest sector's (smoothed) count per pixel, and the voters
+    (in row order: ``rows`` is sorted)."""
 
     score: np.ndarray
     xs: np.ndarray
     ys: np.ndarray
-    normals: np.ndarray  # (n, 2) toward W
+    rows: np.ndarray  # ys as integers
+    cols: np.ndarray  # xs as integers
+    nx: np.ndarray  # unit normals toward W
+    ny: np.ndarray
     steps: np.ndarray
     sector: np.ndarray
 
@@ -230,20 +234,36 @@ def _vote(luma: np.ndarray, mark: float, short: int) -> _Vote | None:
     points = _edge_points(luma, mark)
     if points is None:
         return None
-    xs, ys, nx, ny, mag = points
+    rows, cols, nx, ny, mag = points
+    xs, ys = cols.astype(np.float64), rows.astype(np.float64)
     h, w = luma.shape
-    sector = ((np.arctan2(ny, nx) + math.pi / 4) // (math.pi / 2)).astype(np.int64) % _SECTORS
-    weight = np.minimum(mag, 1.0)
+    angle = np.arctan2(ny, nx)
+    angle += math.pi / 4
+    np.floor_divide(angle, math.pi / 2, out=angle)
+    sector = angle.astype(np.int64) & (_SECTORS - 1)  # % _SECTORS (a power of two)
     reach = np.asarray(RADII)[:, None] * short
-    vx = np.rint(xs + reach * nx).astype(np.int64)
-    vy = np.rint(ys + reach * ny).astype(np.int64)
-    ok = (vx >= 0) & (vx < w) & (vy >= 0) & (vy < h)
-    where = ((vy * w + vx) * _SECTORS + sector)[ok]
-    acc = np.bincount(where, np.broadcast_to(weight, vx.shape)[ok], minlength=h * w * _SECTORS)
+    vx = _rounded(reach * nx, xs)
+    vy = _rounded(reach * ny, ys)
+    ok = (vx >= 0) & (vx < w)
+    ok &= vy >= 0
+    ok &= vy < h
+    vy *= w
+    vy += vx
+    vy *= _SECTORS
+    vy += sector
+    weight = np.minimum(mag, 1.0).astype(np.float64)
+    acc = np.bincount(vy[ok], np.broadcast_to(weight, ok.shape)[ok], minlength=h * w * _SECTORS)
     stack = cv2.blur(acc.reshape(h, w, _SECTORS).astype(np.float32), (5, 5))
-    score = np.minimum(np.minimum(stack[..., 0], stack[..., 1]),
-                       np.minimum(stack[..., 2], stack[..., 3]))  # _SECTORS == 4
-    return _Vote(score, xs, ys, np.stack([nx, ny], 1), mag, sector)
+    score = np.minimum(stack[..., 0], stack[..., 1])
+    np.minimum(score, np.minimum(stack[..., 2], stack[..., 3]), out=score)  # _SECTORS == 4
+    return _Vote(score, xs, ys, rows, cols, nx, ny, mag, sector)
+
+
+def _rounded(offset: np.ndarray, start: np.ndarray) -> np.ndarray:
+    """``np.rint(start + offset)`` as int64, with ``offset`` (float64) as scratch."""
+    offset += start
+    np.rint(offset, out=offset)
+    return offset.astype(np.int64)
 
 
 def _peak(vote: _Vote, left: int, right: int, short: int) -> _Peak | None:
@@ -255,10 +275,16 @@ def _peak(vote: _Vote, left: int, right: int, short: int) -> _Peak | None:
         return None
     ix += left
     contrast = best / max(float(window.mean()), 1e-3)
-    # supporters: rays passing within 2.5 px of the peak, at a reach in the range
+    # supporters: rays passing within 2.5 px of the peak, at a reach in the range; first the
+    # points within far + 3 px on both axes (integer positions: within its floor), the rows
+    # found by bisection as the points come in row order
     far = 1.2 * RADII[-1] * short
-    close = np.flatnonzero((np.abs(vote.xs - ix) <= far + 3) & (np.abs(vote.ys - iy) <= far + 3))
-    nx, ny = vote.normals[close, 0], vote.normals[close, 1]
+    reach = math.floor(far + 3)
+    lo = int(np.searchsorted(vote.rows, int(iy) - reach, "left"))
+    hi = int(np.searchsorted(vote.rows, int(iy) + reach, "right"))
+    close = np.flatnonzero(np.abs(vote.cols[lo:hi] - int(ix)) <= reach)
+    close += lo
+    nx, ny = vote.nx[close], vote.ny[close]
     vx, vy = ix - vote.xs[close], iy - vote.ys[close]
     along = vx * nx + vy * ny
     across = np.abs(vx * ny - vy * nx)
@@ -267,13 +293,13 @@ def _peak(vote: _Vote, left: int, right: int, short: int) -> _Peak | None:
         return None
     counts = np.bincount(vote.sector[near], minlength=_SECTORS).astype(np.float64)
     return _Peak(int(ix), int(iy), best, contrast, vote.xs[near], vote.ys[near],
-                 vote.steps[near], vote.normals[near], counts)
+                 vote.steps[near], np.stack([vote.nx[near], vote.ny[near]], 1), counts)
 
 
 def _edge_points(luma: np.ndarray, mark: float
                  ) -> tuple[np.ndarray, ...] | None:
-    """Thin edge points of the log-distance-to-W image: positions, unit normals toward W
-    (lower log distance) and gradient magnitudes."""
+    """Thin edge points of the log-distance-to-W image, in row order: rows and columns,
+    unit normals toward W (lower log distance) and gradient magnitudes."""
     log = cv2.LUT(luma, _log_table(mark))
     log = cv2.GaussianBlur(log, (0, 0), 0.8)
     gx = cv2.Sobel(log, cv2.CV_32F, 1, 0, ksize=3) * 0.25
@@ -283,7 +309,7 @@ def _edge_points(luma: np.ndarray, mark: float
     if len(xs) < 8:
         return None
     m = mag[ys, xs]
-    return (xs.astype(np.float64), ys.astype(np.float64), -gx[ys, xs] / m, -gy[ys, xs] / m, m)
+    return ys, xs, -gx[ys, xs] / m, -gy[ys, xs] / m, m
 
 
 def _thin(mag: np.ndarray, gx: np.ndarray, gy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -295,7 +321,8 @@ def _thin(mag: np.ndarray, gx: np.ndarray, gy: np.ndarray) -> tuple[np.ndarray, 
     diagonal = ~(flat | steep)
     rising = gx * gy > 0
     h, w = mag.shape
-    pad = np.pad(mag, 1)
+    pad = np.zeros((h + 2, w + 2), mag.dtype)  # np.pad(mag, 1), without its overhead
+    pad[1:-1, 1:-1] = mag
 
     def at(dx: int, dy: int) -> np.ndarray:
         return pad[1 + dy:1 + dy + h, 1 + dx:1 + dx + w]
@@ -348,7 +375,7 @@ def _candidate(work: np.ndarray, window: str, mark: float, peak: _Peak,
         "coverage": min(len(peak.xs) / max(perimeter, 1.0), 3.0),
         "balance": float(peak.sectors.min() / max(peak.sectors.max(), 1.0)),
         "step_spread": _spread(peak.steps),
-        "step": float(np.median(peak.steps)),
+        "step": _median(peak.steps),
         "side": side,
     }
     if _logit(features, bound=True) < _PROPOSAL_LOGIT:  # hopeless whatever the blend says
@@ -397,7 +424,7 @@ def _overlay_cues(work: np.ndarray, xs: np.ndarray, ys: np.ndarray, normals: np.
     inverted = [(v - a * shade) / (1.0 - a) for v in inside]
     before = np.linalg.norm(inside[0] - outside, axis=1)
     after = np.linalg.norm(inverted[0] - outside, axis=1)
-    residual = float(np.median(after)) / max(float(np.median(before)), 1.0)
+    residual = _median(after) / max(_median(before), 1.0)
     clip = float(np.mean([((v < -15.0) | (v > 270.0)).any(1).mean() for v in inverted[1:]]))
     within, without = (_texture(work, xs, ys, normals, side) for side in (1.0, -1.0))
     return {"residual": min(residual, 3.0), "clip": clip,
@@ -415,7 +442,7 @@ def _texture(work: np.ndarray, xs: np.ndarray, ys: np.ndarray, normals: np.ndarr
         px, py = xs + side * d * normals[:, 0], ys + side * d * normals[:, 1]
         ahead, behind = _at(work, px, py, tangent, 1.5), _at(work, px, py, tangent, -1.5)
         diffs.append(np.abs(ahead - behind).sum(1))
-    return float(np.median(np.concatenate(diffs)))
+    return _median(np.concatenate(diffs))
 
 
 def _opacity_split(inside: np.ndarray, outside: np.ndarray, shade: np.ndarray,
@@ -425,10 +452,10 @@ def _opacity_split(inside: np.ndarray, outside: np.ndarray, shade: np.ndarray,
     toward = shade - outside
     implied = ((inside - outside) * toward).sum(1) / np.maximum((toward * toward).sum(1), 400.0)
     luma = outside @ np.array([0.299, 0.587, 0.114])
-    dark = luma <= np.median(luma)
+    dark = luma <= _median(luma)
     if dark.sum() < 4 or (~dark).sum() < 4:
         return 0.0
-    split = abs(float(np.median(implied[dark]) - np.median(implied[~dark]))) / max(a, 0.05)
+    split = abs(_median(implied[dark]) - _median(implied[~dark])) / max(a, 0.05)
     return min(split, 3.0)
 
 
@@ -453,21 +480,37 @@ def _interior_cues(work: np.ndarray, xs: np.ndarray, ys: np.ndarray, shade: np.n
     ring = cv2.dilate(mask, _DISC17) - cv2.dilate(mask, _DISC7)
     if inner.sum() < 16 or ring.sum() < 16:
         return {"unexplained": 1.0, "covered": 0.0}
-    crop = work[y0:y1, x0:x1].astype(np.float64)
-    yy, xx = np.mgrid[0:y1 - y0, 0:x1 - x0]
+    crop = work[y0:y1, x0:x1]
     scale = max(x1 - x0, y1 - y0)
-    u, v = xx / scale - 0.5, yy / scale - 0.5
-    basis = np.stack([np.ones_like(u), u, v, u * u, u * v, v * v], -1)
     ring_at, inner_at = ring.astype(bool), inner.astype(bool)
-    coef, *_ = np.linalg.lstsq(basis[ring_at], crop[ring_at], rcond=None)
-    rough = float(np.median(np.linalg.norm(crop[ring_at] - basis[ring_at] @ coef, axis=1)))
-    background = basis[inner_at] @ coef
-    seen = crop[inner_at]
+    ring_basis, ring_seen = _quadratic(ring_at, scale), crop[ring_at].astype(np.float64)
+    coef, *_ = np.linalg.lstsq(ring_basis, ring_seen, rcond=None)
+    rough = _median(np.linalg.norm(ring_seen - ring_basis @ coef, axis=1))
+    background = _quadratic(inner_at, scale) @ coef
+    seen = crop[inner_at].astype(np.float64)
     off = np.linalg.norm(seen - background, axis=1)
     on = np.linalg.norm(seen - (a * shade + (1.0 - a) * background), axis=1)
     tolerance = max(3.0 * rough, 12.0)
     return {"unexplained": float((np.minimum(on, off) > tolerance).mean()),
             "covered": float((on < off).mean())}
+
+
+def _quadratic(where: np.ndarray, scale: int) -> np.ndarray:
+    """(n, 6) the quadratic terms 1, u, v, u u, u v, v v at the pixels ``where`` (row by
+    row), u and v being their column and row over ``scale``, less 0.5."""
+    rows, cols = np.nonzero(where)
+    u, v = cols / scale - 0.5, rows / scale - 0.5
+    return np.stack([np.ones_like(u), u, v, u * u, u * v, v * v], -1)
+
+
+def _median(values: np.ndarray) -> float:
+    """``np.median`` of a 1-D array without NaNs (the same value: the middle element, or the
+    mean of the middle two in the array's dtype), without its overhead on short arrays."""
+    half = values.size // 2
+    if values.size % 2:
+        return float(np.partition(values, half)[half])
+    part = np.partition(values, (half - 1, half))
+    return float((part[half - 1] + part[half]) / 2)
 
 
 def _at(img: np.ndarray, xs: np.ndarray, ys: np.ndarray, normals: np.ndarray,
@@ -546,7 +589,7 @@ def _toward_mark(work: np.ndarray, xs: np.ndarray, ys: np.ndarray, normals: np.n
     cosine = dot / np.sqrt(reach * np.maximum((step * step).sum(1), 1e-6))
     q25, q50, q75 = _quantiles(alpha, (25, 50, 75))
     spread = float(min((q75 - q25) / max(abs(q50), 1e-3), 3.0))
-    return spread, float(np.clip(q50, -1.0, 1.0)), float(np.median(cosine))
+    return spread, float(np.clip(q50, -1.0, 1.0)), _median(cosine)
 
 
 def _samples(work: np.ndarray, xs: np.ndarray, ys: np.ndarray, normals: np.ndarray,
