@@ -304,7 +304,9 @@ def _edge_points(luma: np.ndarray, mark: float
     log = cv2.GaussianBlur(log, (0, 0), 0.8)
     gx = cv2.Sobel(log, cv2.CV_32F, 1, 0, ksize=3) * 0.25
     gy = cv2.Sobel(log, cv2.CV_32F, 0, 1, ksize=3) * 0.25
-    mag = cv2.magnitude(gx, gy)
+    # not cv2.magnitude: its result differs in the last bit with the arrays' alignment in
+    # memory, which made the stage's decisions depend on where numpy put the arrays
+    mag = np.sqrt(gx * gx + gy * gy)
     ys, xs = _thin(mag, gx, gy)
     if len(xs) < 8:
         return None
