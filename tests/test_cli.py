@@ -96,7 +96,7 @@ def test_detect_reports_bad_files_and_goes_on(bad_corpus: dict[str, Path], tmp_p
 def test_sensitivity_moves_the_decision(tmp_path: Path,
                                         capsys: pytest.CaptureFixture[str]) -> None:
     # a faint mark that scores about 0.46: found at high sensitivity, left alone at low
-    image, _ = with_text(photo("coffee"), "@sunny_days_88", opacity=0.3, height_share=0.03)
+    image, _ = with_text(photo("chelsea"), "@sunny_days_88", opacity=0.32, height_share=0.03)
     path = save(tmp_path / "faint.png", image)
     found = {}
     for level in ("low", "normal", "high"):

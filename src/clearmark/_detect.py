@@ -86,6 +86,7 @@ class _Line:
     threshold: float  # the stroke response level the line was cut at
     score: float
     features: tuple[float, ...] = ()  # the cues the score came from (see TextModel)
+    recut: bool = False  # found by cutting a line again by its colour (``_recut``)
 
 
 def detect_array(rgb: np.ndarray, config: DetectorConfig = DEFAULT_CONFIG,
@@ -302,11 +303,23 @@ def find_text_lines(rgb: np.ndarray, config: DetectorConfig = DEFAULT_CONFIG,
         for bright in (True, False):
             scored, blobs, plates = _lines_in_strip(strip, bright, top, (width, height), config,
                                                     model)
-            lines += scored + _pieces(blobs, scored, config.threshold)
+            lines += scored + _pieces(blobs, [line for line in scored if not line.recut],
+                                      config.threshold)
             signs += plates
     # a sign's text cut at another stroke level, or seen with the other polarity, is the same
-    # sign even where that cut does not show the plate
-    return [line for line in lines if not any(_overlaps(line, sign) for sign in signs)]
+    # sign even where that cut does not show the plate; and a re-cut beside a mark of the other
+    # polarity is the ground seen between its letters, not a second mark
+    return [line for line in lines if not any(_overlaps(line, sign) for sign in signs)
+            and not (line.recut and any(_ground_of(line, other) for other in lines))]
+
+
+def _ground_of(recut: _Line, other: _Line) -> bool:
+    """A re-cut line on a stronger line of the other polarity, or on its row within a re-cut
+    window of it, is that line's ground seen between its letters."""
+    if other.bright == recut.bright:
+        return False
+    return other.score > recut.score and (_overlaps(recut, other)
+                                          or _continues(recut, other, _RECUT_SIDE))
 
 
 def _position(line: _Line, width: int, height: int) -> dict[str, float]:
@@ -411,13 +424,13 @@ def _overlaps(a: _Line, b: _Line) -> bool:
     return w > 0 and h > 0 and w * h > 0.5 * smaller
 
 
-def _continues(piece: _Line, line: _Line) -> bool:
-    """Same row, similar letters, and a gap of at most two letter heights."""
+def _continues(piece: _Line, line: _Line, gap_heights: float = 2.0) -> bool:
+    """Same row, similar letters, and a gap of at most ``gap_heights`` letter heights."""
     tall = max(piece.char_height, line.char_height)
     same_row = abs((piece.y + piece.height / 2) - (line.y + line.height / 2)) < 0.5 * tall
     similar = tall <= 1.6 * min(piece.char_height, line.char_height)
     gap = max(piece.x - (line.x + line.width), line.x - (piece.x + piece.width))
-    return same_row and similar and gap <= 2 * tall
+    return same_row and similar and gap <= gap_heights * tall
 
 
 def _check_rgb(rgb: np.ndarray) -> None:
@@ -470,7 +483,8 @@ def _lines_in_strip(strip: np.ndarray, bright: bool, top: int, size: tuple[int, 
     lines: list[_Line] = []
     blobs: list[_Line] = []
     plates: list[_Line] = []
-    for threshold in _stroke_thresholds(response):
+    levels = _stroke_thresholds(response)
+    for threshold in levels:
         binary = (response > threshold).astype(np.uint8)
         _, _, stats, _ = cv2.connectedComponentsWithStatsWithAlgorithm(
             binary, 8, cv2.CV_32S, cv2.CCL_BBDT)
@@ -494,7 +508,109 @@ def _lines_in_strip(strip: np.ndarray, bright: bool, top: int, size: tuple[int, 
                 lines.append(line)
         blobs += [_Line(int(x), int(y) + top, int(w), int(h), float(h), 1, bright, threshold,
                         0.0) for x, y, w, h in stats[chars, :4].tolist()]
+    lines += _recut_lines(strip, response, lines, levels[0], top, size, config, model, floor)
     return lines, blobs, plates
+
+
+# Re-cutting by colour. A mark is one colour blended over the photo, so its strokes keep one
+# colour (give or take the photo showing through) wherever they go; a low stroke cut glues
+# them to whatever crosses them (a truss, branches, a texture) and a high cut breaks them up.
+# A line that fell short is cut again keeping only the strokes of its own commonest colour,
+# and only where that colour really is the text's: something else must be glued to it, and
+# nothing else of its colour around it (page text and textures are one colour too, and come
+# in crowds; a mark stands alone in its colour).
+_RECUT_MAX = 3  # lines re-cut per strip and polarity, best first ...
+_RECUT_BAR = 0.01  # ... of those scoring at least this
+_RECUT_TOLERANCE = 24.0  # a stroke pixel is of the text's colour within this much per channel
+_RECUT_BIN = 16  # colour histogram bin, levels
+_RECUT_SAMPLE = 400  # stroke pixels the colour is taken from, at most
+_RECUT_GLUED = 0.2  # at least this share of the line's strokes is of another colour
+_RECUT_ROWS = 4.0  # the window: letter heights above and below the line ...
+_RECUT_SIDE = 6.0  # ... and to its left and right (pieces lost by the first cut come back)
+_RECUT_CROWD = 3  # more letter-like blobs of the text's colour above or below: not alone
+
+
+def _recut_lines(strip: np.ndarray, response: np.ndarray, lines: list[_Line], level: float,
+                 top: int, size: tuple[int, int], config: DetectorConfig, model: TextModel,
+                 floor: float) -> list[_Line]:
+    """The best lines of one strip and polarity, cut again by colour at stroke ``level``
+    (``_recut``): the lines found that way. Which lines are re-cut does not depend on the
+    threshold, so a lower threshold never loses a line a higher one finds."""
+    done: list[_Line] = []
+    out: list[_Line] = []
+    for line in sorted(lines, key=lambda item: -item.score):
+        if len(done) >= _RECUT_MAX:
+            break
+        if (line.score < _RECUT_BAR or line.n_chars < config.min_chars
+                or any(_overlaps(line, other) for other in done)):
+            continue
+        done.append(line)
+        out += _recut(strip, response, line, level, top, size, config, model, floor)
+    return out
+
+
+def _text_colour(pixels: np.ndarray) -> tuple[np.ndarray, float]:
+    """The commonest colour of (n, 3) ``pixels`` (the peak of a coarse histogram, refined to
+    the mean of the pixels near it) and the share of pixels not near it (both from at most
+    ``_RECUT_SAMPLE`` of them)."""
+    pixels = pixels[::-(-len(pixels) // _RECUT_SAMPLE)]
+    bins = 256 // _RECUT_BIN
+    q = pixels.astype(np.int32) // _RECUT_BIN
+    codes = (q[:, 0] * bins + q[:, 1]) * bins + q[:, 2]
+    pixels = pixels.astype(np.float32)
+    centre = pixels[codes == int(np.argmax(np.bincount(codes)))].mean(axis=0)
+    for _ in range(2):
+        near = np.abs(pixels - centre).max(axis=1) < _RECUT_TOLERANCE
+        centre = pixels[near].mean(axis=0)
+    near = np.abs(pixels - centre).max(axis=1) < _RECUT_TOLERANCE
+    return centre, 1.0 - float(np.mean(near))
+
+
+def _recut(strip: np.ndarray, response: np.ndarray, line: _Line, level: float, top: int,
+           size: tuple[int, int], config: DetectorConfig, model: TextModel,
+           floor: float) -> list[_Line]:
+    """Lines in a window around ``line`` cut at the strip's lowest stroke ``level`` keeping
+    only the strokes of the line's own commonest colour, scored as any line is (the window
+    reaches a few letters past the line, for the pieces its cut lost); none when the line's
+    strokes are nearly all of one colour already (nothing glued to re-cut away)."""
+    h = line.char_height
+    ly0, ly1 = line.y - top, line.y - top + line.height  # the line, in the strip's rows
+    lx0, lx1 = line.x, line.x + line.width
+    own = response[ly0:ly1, lx0:lx1] > line.threshold
+    if np.count_nonzero(own) < 20:
+        return []
+    centre, glued = _text_colour(strip[ly0:ly1, lx0:lx1][own])
+    if glued < _RECUT_GLUED:
+        return []
+    y0 = max(0, ly0 - round(_RECUT_ROWS * h))
+    y1 = min(strip.shape[0], ly1 + round(_RECUT_ROWS * h))
+    x0 = max(0, lx0 - round(_RECUT_SIDE * h))
+    x1 = min(strip.shape[1], lx1 + round(_RECUT_SIDE * h))
+    window, resp = strip[y0:y1, x0:x1], response[y0:y1, x0:x1]
+    plain = (resp > level).astype(np.uint8)  # all strokes: a sign's plate is judged on them
+    low = np.clip(np.ceil(centre - _RECUT_TOLERANCE), 0, 255).astype(np.uint8)
+    high = np.clip(np.floor(centre + _RECUT_TOLERANCE), 0, 255).astype(np.uint8)
+    binary = plain & (np.asarray(cv2.inRange(window, low, high)) > 0).astype(np.uint8)
+    _, _, stats, _ = cv2.connectedComponentsWithStatsWithAlgorithm(
+        binary, 8, cv2.CV_32S, cv2.CCL_BBDT)
+    stats = stats[1:]
+    chars = _character_components(stats, size[1], config)
+    centres = stats[chars, 1] + stats[chars, 3] / 2
+    out = []
+    for group in _group_into_lines(stats, chars):
+        gy0, gy1 = stats[group, 1].min(), (stats[group, 1] + stats[group, 3]).max()
+        if (gy1 < ly0 - y0 or gy0 > ly1 - y0  # another row of the window
+                or _advances(stats, group) < config.min_chars
+                or np.count_nonzero((centres < gy0) | (centres > gy1)) > _RECUT_CROWD):
+            continue
+        cut = _score_line(window, binary, resp, stats, group, line.bright, level, top + y0,
+                          size, model, floor, left=x0)
+        if cut is not None and not (cut.score >= floor and _on_plate(
+                window, plain, replace(cut, x=cut.x - x0, y=cut.y - top - y0))):
+            # the full-size mask has no colour test: it keeps the first cut's level, which
+            # does not spill into the ground around the strokes
+            out.append(replace(cut, threshold=line.threshold, recut=True))
+    return out
 
 
 def _advances(stats: np.ndarray, group: list[int]) -> int:
@@ -631,10 +747,12 @@ def _group_into_lines(stats: np.ndarray, chars: np.ndarray) -> list[list[int]]:
 
 def _score_line(strip: np.ndarray, binary: np.ndarray, response: np.ndarray,
                 stats: np.ndarray, group: list[int], bright: bool, threshold: float,
-                top: int, size: tuple[int, int], model: TextModel, floor: float) -> _Line | None:
+                top: int, size: tuple[int, int], model: TextModel, floor: float,
+                left: int = 0) -> _Line | None:
     """The line of a group of blobs, scored; None when it cannot score ``floor`` whatever its
     stroke-width and flatness cues, which are the costly ones and are then never computed, or
-    when its blobs are not letters."""
+    when its blobs are not letters. The blobs' rows start at image row ``top``, their columns
+    at image column ``left``."""
     boxes = stats[group, :4]
     x0, y0 = int(boxes[:, 0].min()), int(boxes[:, 1].min())
     x1 = int((boxes[:, 0] + boxes[:, 2]).max())
@@ -648,8 +766,8 @@ def _score_line(strip: np.ndarray, binary: np.ndarray, response: np.ndarray,
     count = np.count_nonzero(stroke)
     covered = max(count / stroke.size, 1e-3)
     contrast = float(cv2.mean(response[y0:y1, x0:x1], mask=stroke)[0]) if count else 0.0
-    line = _Line(x0, y0 + top, x1 - x0, y1 - y0, char_height, len(group), bright, threshold,
-                 0.0)
+    line = _Line(x0 + left, y0 + top, x1 - x0, y1 - y0, char_height, len(group), bright,
+                 threshold, 0.0)
     cues = {"n_chars": min(float(len(group)), 12.0),
             "height_spread": _robust_spread(heights),
             "isolation": _ring_density(binary, box, char_height) / covered,
