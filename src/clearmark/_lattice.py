@@ -65,6 +65,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from ._tiled import reduced_basis
+
 _AC_SIDE = 384  # long side of the reduced mask whose autocorrelation proposes the lattice
 _PEAK = 0.6  # share of the mask a lattice shift must map onto the mask (1 = exact repeat)
 _NEAR_BEST = 0.8  # and at least this share of the best peak's
@@ -74,6 +76,7 @@ _MIN_OVERLAP = 0.15  # share of the mask that must stay in the image at a shift 
 _MIN_VECTOR = 4.0  # px at reduced scale: shorter peaks are the mask's own central lobe
 _TOLERANCE = 2.0  # px: a component pair matches a lattice shift within this distance
 _MAX_COMPONENTS = 400  # components kept for the refinement (the largest)
+_MIN_SINE = 0.1  # basis vectors closer to parallel than this (sine of their angle) are one line
 
 
 @dataclass(frozen=True)
@@ -136,7 +139,8 @@ def lattice_of_mask(mask: np.ndarray) -> Lattice | None:
         return None
     basis, strength = coarse
     basis, residual = _refine_on_components(binary, basis)
-    reduced = _reduced(basis)
+    reduced = reduced_basis(basis[0].astype(np.float64), basis[1].astype(np.float64),
+                            _MIN_SINE)
     return None if reduced is None else Lattice(reduced, strength, residual)
 
 
@@ -287,22 +291,6 @@ def _whole_components(binary: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     whole = (x > 0) & (y > 0) & (x + w < width) & (y + h < height) & (area >= 4)
     order = np.argsort(-area[whole], kind="stable")[:_MAX_COMPONENTS]
     return centroids[1:][whole][order], area[whole][order]
-
-
-def _reduced(basis: np.ndarray) -> np.ndarray | None:
-    """The two shortest vectors of the lattice (Lagrange-Gauss reduction), or None when the
-    basis is degenerate."""
-    u, v = basis[0].astype(np.float64), basis[1].astype(np.float64)
-    if abs(u[0] * v[1] - u[1] * v[0]) < 0.1 * math.hypot(*u) * math.hypot(*v):
-        return None
-    for _ in range(32):
-        if v @ v < u @ u:
-            u, v = v, u
-        m = round(float(u @ v) / float(u @ u))
-        if m == 0:
-            break
-        v = v - m * u
-    return np.array([u, v] if u @ u <= v @ v else [v, u])
 
 
 # ----------------------------------------------------------------------------- the fold

@@ -270,11 +270,11 @@ def _peaks(z: np.ndarray, geo: _Geometry, count: int,
 # ----------------------------------------------------------------------------- lattices
 
 
-def _reduced(u: np.ndarray, v: np.ndarray) -> np.ndarray | None:
+def reduced_basis(u: np.ndarray, v: np.ndarray, min_sine: float = 0.3) -> np.ndarray | None:
     """The two shortest vectors of the lattice u, v span (Lagrange-Gauss reduction) as rows,
-    or None when u and v are nearly parallel."""
+    or None when u and v are nearly parallel (the sine of their angle below ``min_sine``)."""
     cross = abs(u[0] * v[1] - u[1] * v[0])
-    if cross < 0.3 * math.hypot(*u) * math.hypot(*v):
+    if cross < min_sine * math.hypot(*u) * math.hypot(*v):
         return None
     for _ in range(32):
         if v @ v < u @ u:
@@ -310,7 +310,7 @@ def _scan(scan: np.ndarray) -> list[tuple[float, np.ndarray]]:
     geo = _geometry(*scan.shape)
     z = _peak_map(_highpass(scan), geo)
     near_max = cv2.dilate(z, _KERNEL3)  # tolerate the basis' rounding
-    pairs = (_reduced(a, b) for a, b in itertools.combinations(_peaks(z, geo, _SCAN_PEAKS), 2))
+    pairs = (reduced_basis(a, b) for a, b in itertools.combinations(_peaks(z, geo, _SCAN_PEAKS), 2))
     bases = [basis for basis in pairs if basis is not None]
     if not bases:
         return []
@@ -368,8 +368,8 @@ def _finer(basis: np.ndarray) -> list[np.ndarray | None]:
     u, v = basis
     out = []
     for n in (2, 3):
-        out.append(_reduced(u / n, v))
-        out += [_reduced(u, (t * u + v) / n) for t in range(n)]
+        out.append(reduced_basis(u / n, v))
+        out += [reduced_basis(u, (t * u + v) / n) for t in range(n)]
     return out
 
 
@@ -483,7 +483,7 @@ def _fit(z: np.ndarray, geo: _Geometry,
     if fit is None:
         return None
     raw, heights, residuals = fit
-    reduced = _reduced(raw[0], raw[1])
+    reduced = reduced_basis(raw[0], raw[1])
     if reduced is None or math.hypot(*reduced[0]) < geo.min_period:
         return None
     return reduced, heights, residuals
@@ -533,7 +533,7 @@ def _join(basis: np.ndarray, steps: np.ndarray, n: int) -> np.ndarray | None:
     second = math.gcd(*(int(r[1]) for r in rows if r[0] == 0))
     if second == 0:
         return None
-    return _reduced(first @ basis / n, np.array([0, second]) @ basis / n)
+    return reduced_basis(first @ basis / n, np.array([0, second]) @ basis / n)
 
 
 def _holds(shift: np.ndarray, basis: np.ndarray, near_max: np.ndarray, geo: _Geometry,
