@@ -158,3 +158,14 @@ def test_a_page_of_text_in_one_colour_stays_clean_after_the_recut() -> None:
         draw.text((285, y - i), "coast vista wild urban north snap"[:24 + i % 9],
                   fill=(30, 30, 30), font=font(15))
     assert not detect(np.asarray(image)).watermarked
+
+
+def test_a_recut_that_finds_more_of_the_line_is_kept_beside_the_first_cut() -> None:
+    # "@snapcoast" found by the first cut; "262" after it glued to a rim, found by the re-cut
+    first = _detect._Line(200, 438, 183, 32, 16.0, 10, True, 100.0, 0.94)
+    recut = _detect._Line(201, 437, 238, 26, 15.0, 15, True, 100.0, 0.94, recut=True)
+    same = _detect._Line(199, 438, 185, 32, 16.0, 11, True, 100.0, 0.93, recut=True)
+    kept = _detect._accept([first, recut], 0.5, 3)
+    assert first in kept and recut in kept  # both: the mask is their union
+    # a re-cut of the same letters is only another cut of them: the better one stays
+    assert _detect._accept([first, same], 0.5, 3) == [first]

@@ -388,7 +388,8 @@ def _accept(candidates: list[_Line], threshold: float, min_chars: int) -> list[_
         if line.score >= threshold and line.n_chars >= min_chars:
             # the same text cut at several stroke levels: keep the best cut, whose box does
             # not carry the texture a lower cut glued to it
-            if not any(_same_place(line, kept) for kept in accepted):
+            if not any(_same_place(line, kept) and not _extends(line, kept)
+                       for kept in accepted):
                 accepted.append(line)
         elif line.score >= _PIECE_BAR * threshold:
             weak.append(line)
@@ -409,6 +410,15 @@ def _accept(candidates: list[_Line], threshold: float, min_chars: int) -> list[_
                 weak.remove(line)
                 grew = True
     return accepted
+
+
+def _extends(recut: _Line, kept: _Line) -> bool:
+    """A re-cut that reaches a letter or more past a kept cut of the same text along its row:
+    letters the kept cut lost where they were glued to something of another colour. Both
+    are kept (the mask is their union), so neither cut's letters are lost."""
+    reach = max(kept.x - recut.x, (recut.x + recut.width) - (kept.x + kept.width))
+    return recut.recut and not kept.recut and recut.n_chars > kept.n_chars \
+        and reach >= kept.char_height
 
 
 def _same_place(a: _Line, b: _Line) -> bool:
