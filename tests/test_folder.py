@@ -12,6 +12,7 @@ from clearmark._folder import (
     MIN_IMAGES,
     WORKING_WIDTH,
     SharedMark,
+    _median,
     estimate_shared_mark,
     find_template,
     match_shared_mark,
@@ -152,3 +153,11 @@ def test_templates_are_part_of_detection(template: SharedMark, tmp_path: Path) -
     assert region.x <= 60 and region.x2 >= 60 + 155 * 1.5 * 0.95
     assert detection.mask[region.y:region.y2, region.x:region.x2].any()
     assert not detect_array(np.array(photo("astronaut", 900, 675)), config).watermarked
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 8, 13, 16, 19, 32, 33])
+def test_the_median_network_gives_numpys_median(count: int) -> None:
+    rng = np.random.default_rng(count)
+    stack = rng.integers(-40, 40, (count, 37, 45)).astype(np.float32)  # many ties, as Sobel
+    stack[:, 0, :] = rng.standard_normal((count, 45)).astype(np.float32)
+    assert np.array_equal(_median(stack), np.median(stack, axis=0).astype(np.float32))
