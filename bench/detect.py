@@ -199,7 +199,7 @@ class Decision:
 def learn_folder(samples: Sequence[dataset.Sample], config: DetectorConfig
                  ) -> tuple[list[Decision], tuple[Any, ...], list[Decision]]:
     """A folder as `_pipeline.run(..., learn=store)` does it: each image decided alone, its
-    working gray kept; the mark estimated from those grays (`_marks.settle_group`); each
+    working gray kept; the mark estimated from those grays (`_marks.settle`); each
     decision finished with the mark (`_detect.with_marks`) where it adds something. Returns
     (decisions alone, (mark,) or (), decisions with folder evidence, learning timed)."""
     alone, grays, t_gray = [], [], []

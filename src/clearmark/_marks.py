@@ -128,7 +128,7 @@ def learn_marks(paths: Iterable[Path], store: MarkStore, limits: LoadLimits,
         key = folder_key(path)
         if key != folder:
             if folder is not None:
-                found += _settle(folder, samples, store)
+                found += len(settle(folder, samples, store))
             folder, seen = key, 0
         if on_file is not None:
             on_file()
@@ -136,7 +136,7 @@ def learn_marks(paths: Iterable[Path], store: MarkStore, limits: LoadLimits,
         if seen <= LOOK_AT and key not in store.index:
             _sample(path, key, samples, store, limits)
     if folder is not None:
-        found += _settle(folder, samples, store)
+        found += len(settle(folder, samples, store))
     store.save_index()
     return found
 
@@ -154,30 +154,34 @@ def _sample(path: Path, folder: str, samples: list[tuple[float, list[np.ndarray]
 
 
 def _add_to_group(samples: list[tuple[float, list[np.ndarray]]], rgb: np.ndarray) -> None:
-    """Put the image's working gray in the sample of its aspect ratio (a new one if none fits),
-    unless that sample is full."""
+    """Put the image's working gray in the sample of its aspect ratio, unless that is full."""
     height, width = rgb.shape[:2]
-    aspect = width / height
+    sample = sample_for(samples, width / height)
+    if sample is not None:
+        sample.append(working_gray(rgb))
+
+
+def sample_for(samples: list[tuple[float, list[np.ndarray]]],
+               aspect: float) -> list[np.ndarray] | None:
+    """The sample of the group of ``aspect`` among ``samples`` (a new one if none fits), or
+    None when it already holds ``MAX_SAMPLE`` images."""
     for known, sample in samples:
         if same_aspect(known, aspect):
-            if len(sample) < MAX_SAMPLE:
-                sample.append(working_gray(rgb))
-            return
-    samples.append((aspect, [working_gray(rgb)]))
+            return sample if len(sample) < MAX_SAMPLE else None
+    samples.append((aspect, []))
+    return samples[-1][1]
 
 
-def _settle(folder: str, samples: list[tuple[float, list[np.ndarray]]], store: MarkStore) -> int:
-    """Estimate each sampled group of ``folder``, record it, and forget the samples."""
-    found = sum(settle_group(store, folder, aspect, sample) is not None
-                for aspect, sample in samples)
+def settle(folder: str, samples: list[tuple[float, list[np.ndarray]]],
+           store: MarkStore) -> list[tuple[float, SharedMark]]:
+    """Estimate each sampled group of ``folder`` and record it in ``store`` (also a group
+    with no mark: it is then known to have none); forget the samples; return the marks found
+    with their aspect ratios."""
+    found = []
+    for aspect, sample in samples:
+        mark = estimate_shared_mark(sample)
+        store.put(folder, aspect, mark)
+        if mark is not None:
+            found.append((aspect, mark))
     samples.clear()
     return found
-
-
-def settle_group(store: MarkStore, folder: str, aspect: float,
-                 sample: list[np.ndarray]) -> SharedMark | None:
-    """Estimate one group's mark from its sample (``working_gray`` images) and record it in
-    ``store`` (also when there is none: the group is then known to have none)."""
-    mark = estimate_shared_mark(sample)
-    store.put(folder, aspect, mark)
-    return mark

@@ -34,7 +34,7 @@ from ._detect import (
     working_copy,
 )
 from ._errors import ClearmarkError
-from ._folder import MAX_SAMPLE, SharedMark, working_gray
+from ._folder import SharedMark, working_gray
 from ._imageio import (
     IMAGE_SUFFIXES,
     LoadedImage,
@@ -44,7 +44,15 @@ from ._imageio import (
     write_bytes_atomic,
     write_image,
 )
-from ._marks import LOOK_AT, MarkStore, folder_key, load_mark, same_aspect, settle_group
+from ._marks import (
+    LOOK_AT,
+    MarkStore,
+    folder_key,
+    load_mark,
+    same_aspect,
+    sample_for,
+    settle,
+)
 from ._regions import Detection
 from ._remove import LocalRemover
 from ._report import Thumbnailer
@@ -101,7 +109,7 @@ class DetectTask:
         return guarded(self.failure_record(item), item, lambda: self._detect(item))
 
     def sample(self, item: Input) -> Record:
-        """The record without folder evidence, plus what learning needs (``Sampled``)."""
+        """The record without folder evidence, plus what learning needs (``_sampled``)."""
         return guarded(self.failure_record(item), item, lambda: self._detect(item, True))
 
     def refit(self, record: Record, finding: Finding) -> Record | None:
@@ -156,16 +164,19 @@ class CleanTask:
                 "score": None, "regions": [], "error": None,
                 "fingerprint": fingerprint(item.path)}
 
-    def __call__(self, item: Input, sampling: bool = False) -> Record:
+    def __call__(self, item: Input) -> Record:
+        return self._timed(item, False)
+
+    def sample(self, item: Input) -> Record:
+        """The record without folder evidence, plus what learning needs (``_sampled``)."""
+        return self._timed(item, True)
+
+    def _timed(self, item: Input, sampling: bool) -> Record:
         started = time.perf_counter()
         record = guarded(self.failure_record(item), item,
                          lambda: self._clean(item, self.dst / item.rel, sampling))
         record["seconds"] = round(time.perf_counter() - started, 4)
         return record
-
-    def sample(self, item: Input) -> Record:
-        """The record without folder evidence, plus what learning needs (``Sampled``)."""
-        return self(item, sampling=True)
 
     def refit(self, record: Record, finding: Finding) -> Record | None:
         """None: an image its folder's mark changes is cleaned again (its output is rewritten
@@ -292,7 +303,8 @@ def _marks_for(store: Path | None, item: Input, sampling: bool
 
 def _sampled(small: LoadedImage, finding: Finding, config: DetectorConfig,
              sampling: bool) -> Record:
-    """What a sampled image gives the run's learning, under private keys (``Sampled``)."""
+    """What a sampled image gives the run's learning: its working gray and its finding, under
+    private keys (``_GRAY``, ``_FINDING``) that ``run`` takes out before yielding."""
     if not sampling:
         return {}
     gray = working_gray(working_copy(small.rgb, small.size, config))
@@ -587,17 +599,10 @@ class _Learning:
             gray = record.get(_GRAY)
             if gray is None:
                 continue
-            aspect = record["width"] / record["height"]
-            group = next((g for a, g in groups if same_aspect(a, aspect)), None)
-            if group is None:
-                groups.append((aspect, group := []))
-            if len(group) < MAX_SAMPLE:
-                group.append(gray.astype(np.float32))
-        marks = []
-        for aspect, sample in groups:
-            mark = settle_group(self.store, folder, aspect, sample)  # None below MIN_IMAGES
-            if mark is not None:
-                marks.append((aspect, mark))
+            sample = sample_for(groups, record["width"] / record["height"])
+            if sample is not None:
+                sample.append(gray.astype(np.float32))
+        marks = settle(folder, groups, self.store)  # a group below MIN_IMAGES has no mark
         if folder not in self.store.index:
             self.store.index[folder] = []  # learned: nothing to learn there
         self.store.save_index()
