@@ -161,3 +161,17 @@ def test_the_median_network_gives_numpys_median(count: int) -> None:
     stack = rng.integers(-40, 40, (count, 37, 45)).astype(np.float32)  # many ties, as Sobel
     stack[:, 0, :] = rng.standard_normal((count, 45)).astype(np.float32)
     assert np.array_equal(_median(stack), np.median(stack, axis=0).astype(np.float32))
+
+
+def test_a_speck_shared_far_from_the_mark_stays_out_of_its_box(
+        folder: tuple[list[np.ndarray], list[np.ndarray], SharedMark]) -> None:
+    marked, truths, mark = folder
+    specked = []
+    for image in marked:
+        image = image.copy()
+        image[300:306, 320:326] = 255  # a small bright spot at one place in every photo
+        specked.append(image)
+    assert truths[0][280:330, 300:350].sum() == 0  # well away from the emblem
+    estimated = estimate_shared_mark(working_gray(image) for image in specked)
+    assert estimated is not None
+    assert estimated.box == mark.box

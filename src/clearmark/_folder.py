@@ -226,8 +226,41 @@ def _mark_mask(magnitude: np.ndarray, stack_x: np.ndarray,
             kept[i] = 1
     if not kept.any():
         return None
-    keep = kept[labels]
+    keep = _one_cluster(kept, stats)[labels]
     return _fill_holes(keep) * 255
+
+
+def _one_cluster(kept: np.ndarray, stats: np.ndarray) -> np.ndarray:
+    """``kept`` (per component label) cut to the mark: the largest component and the kept
+    ones near it, gathered outward. A site stamps one mark in one place; a speck of chance
+    agreement elsewhere in the frame (a few photos of one folder can share a bright spot)
+    would otherwise stretch the mark's box across the image, and every image would have that
+    speck's place rewritten."""
+    labels = [int(i) for i in np.flatnonzero(kept)]
+    largest = max(labels, key=lambda i: int(stats[i, cv2.CC_STAT_AREA]))
+    x0, y0, w, h = (int(v) for v in stats[largest, :4])
+    x1, y1 = x0 + w, y0 + h
+    todo = set(labels) - {largest}
+    out = np.zeros_like(kept)
+    out[largest] = 1
+    grown = True
+    while grown and todo:
+        grown = False
+        reach = max(_REACH_MIN, _REACH * max(x1 - x0, y1 - y0))
+        for i in sorted(todo):
+            cx0, cy0, cw, ch = (int(v) for v in stats[i, :4])
+            gap = max(cx0 - x1, x0 - (cx0 + cw), cy0 - y1, y0 - (cy0 + ch), 0)
+            if gap <= reach:
+                out[i] = 1
+                todo.discard(i)
+                x0, y0 = min(x0, cx0), min(y0, cy0)
+                x1, y1 = max(x1, cx0 + cw), max(y1, cy0 + ch)
+                grown = True
+    return out
+
+
+_REACH = 0.25  # a part of the mark lies within this share of the mark's longer side ...
+_REACH_MIN = 16  # ... or this many working pixels of the rest (a logo beside its text)
 
 
 def _fill_holes(binary: np.ndarray) -> np.ndarray:
