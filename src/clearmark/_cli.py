@@ -255,7 +255,7 @@ def _clean(args: argparse.Namespace, console: Console) -> int:
     if args.folder_evidence and src.is_dir():
         marks = dst / ".clearmark" / "marks"
         if client is not None or args.engine == "ray":  # these cannot learn as they go
-            _learn(console, [src], MarkStore(marks), limits)
+            _learn(console, [src], MarkStore(marks), limits, mattes=client is None)
     task = CleanTask(src=src if src.is_dir() else src.parent, dst=dst,
                      config=_detector_config(args), remover=LocalRemover(), limits=limits,
                      marks=marks, thumbs=args.report)
@@ -399,11 +399,13 @@ def _serve(args: argparse.Namespace, console: Console) -> int:
     return EXIT_OK
 
 
-def _learn(console: Console, folders: list[Any], store: MarkStore, limits: LoadLimits) -> None:
-    """The folder-evidence pass: learn each folder's shared marks before the main pass."""
+def _learn(console: Console, folders: list[Any], store: MarkStore, limits: LoadLimits,
+           mattes: bool = False) -> None:
+    """The folder-evidence pass: learn each folder's shared marks before the main pass (and
+    with ``mattes``, each mark's matte for the local remover)."""
     images = (item.path for item in find_inputs(folders) if is_image_name(item.rel))
     with _progress(console, "learn", None) as progress:
-        learn_marks(images, store, limits, on_file=progress.advance)
+        learn_marks(images, store, limits, on_file=progress.advance, mattes=mattes)
 
 
 def _learn_template(args: argparse.Namespace, console: Console) -> int:

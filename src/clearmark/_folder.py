@@ -18,7 +18,7 @@ import math
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import cv2
 import numpy as np
@@ -31,8 +31,29 @@ MAX_SAMPLE = 32  # the median needs no more; memory stays flat for any folder si
 
 
 @dataclass(frozen=True, eq=False)
+class FolderMatte:
+    """A mark's colour and alpha at full resolution, for images of one size.
+
+    colour : (h, w, 3) float32, 0..255. alpha : (h, w) float32, 0..1; 1 where the photos'
+        mattes could not explain the pixels (a shadow or outline: filled, never inverted).
+    x, y : top-left of the arrays in a ``size`` image whose mark sits where the folder's
+        does (a working-scale match of (0, 0)).
+    size : (width, height) of the images it was estimated from (the only ones it fits).
+    support : how many photos' mattes went into the median.
+    """
+
+    colour: np.ndarray
+    alpha: np.ndarray
+    x: int
+    y: int
+    size: tuple[int, int]
+    support: int
+
+
+@dataclass(frozen=True, eq=False)
 class SharedMark:
-    """A mark estimated from a group of same-aspect images, at working scale.
+    """A mark estimated from a group of same-aspect images, at working scale (and, for
+    removal, maybe its matte at full scale).
 
     gx, gy : (h, w) float32 median gradients of the mark's box.
     mask : (h, w) uint8 0/255, the mark's pixels in that box.
@@ -47,6 +68,7 @@ class SharedMark:
     box: tuple[int, int, int, int]
     shape: tuple[int, int]
     support: int
+    matte: FolderMatte | None = None  # its colour and alpha at full size (``_known``)
 
     @property
     def aspect(self) -> float:
@@ -54,17 +76,27 @@ class SharedMark:
         return self.shape[1] / self.shape[0]
 
     def save(self, path: str | os.PathLike[str] | BinaryIO) -> None:
-        np.savez_compressed(path, gx=self.gx, gy=self.gy, mask=self.mask,
-                            box=np.array(self.box), shape=np.array(self.shape),
-                            support=np.array(self.support))
+        arrays: dict[str, Any] = {
+            "gx": self.gx, "gy": self.gy, "mask": self.mask, "box": np.array(self.box),
+            "shape": np.array(self.shape), "support": np.array(self.support)}
+        if self.matte is not None:
+            arrays |= {"matte_colour": self.matte.colour, "matte_alpha": self.matte.alpha,
+                       "matte_place": np.array([self.matte.x, self.matte.y, *self.matte.size,
+                                                self.matte.support])}
+        np.savez_compressed(path, **arrays)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> SharedMark:
         with np.load(path) as data:
+            matte = None
+            if "matte_alpha" in data:
+                x, y, width, height, support = (int(v) for v in data["matte_place"])
+                matte = FolderMatte(data["matte_colour"], data["matte_alpha"], x, y,
+                                    (width, height), support)
             return cls(data["gx"], data["gy"], data["mask"],
                        tuple(int(v) for v in data["box"]),  # type: ignore[arg-type]
                        tuple(int(v) for v in data["shape"]),  # type: ignore[arg-type]
-                       int(data["support"]))
+                       int(data["support"]), matte)
 
 
 def working_gray(rgb: np.ndarray) -> np.ndarray:

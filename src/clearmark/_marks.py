@@ -17,7 +17,8 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -25,8 +26,16 @@ from typing import Any
 import numpy as np
 
 from ._errors import ClearmarkError
-from ._folder import MAX_SAMPLE, WORKING_WIDTH, SharedMark, estimate_shared_mark, working_gray
+from ._folder import (
+    MAX_SAMPLE,
+    WORKING_WIDTH,
+    SharedMark,
+    estimate_shared_mark,
+    match_shared_mark,
+    working_gray,
+)
 from ._imageio import LoadLimits, load_image, write_bytes_atomic
+from ._known import MAX_PHOTOS, MIN_MATCH, estimate_folder_matte
 
 
 def folder_key(path: Path) -> str:
@@ -116,41 +125,83 @@ def save_template(mark: SharedMark, path: Path) -> None:
 LOOK_AT = 4 * MAX_SAMPLE  # a folder's first files are its sample; a known folder is skipped
 
 
+Fit = Callable[[float, SharedMark], SharedMark]  # a group's mark (by aspect), made final
+
+
 def learn_marks(paths: Iterable[Path], store: MarkStore, limits: LoadLimits,
-                on_file: Callable[[], None] | None = None) -> int:
+                on_file: Callable[[], None] | None = None, mattes: bool = False) -> int:
     """Estimate the shared mark of every group not yet in ``store``, decoding each folder's
     sample; return how many were found. ``paths`` must come folder by folder (as
-    ``find_inputs`` yields them)."""
+    ``find_inputs`` yields them). ``mattes``: also estimate each mark's matte for removal
+    (``with_matte``)."""
     found, seen = 0, 0
     folder: str | None = None
     samples: list[tuple[float, list[np.ndarray]]] = []
+    sampled: list[tuple[Path, float]] = []
+
+    def done(folder: str) -> int:
+        fit = matte_fit(sampled, limits) if mattes else None
+        sampled.clear()
+        return len(settle(folder, samples, store, fit))
+
     for path in paths:
         key = folder_key(path)
         if key != folder:
             if folder is not None:
-                found += len(settle(folder, samples, store))
+                found += done(folder)
             folder, seen = key, 0
         if on_file is not None:
             on_file()
         seen += 1
         if seen <= LOOK_AT and key not in store.index:
-            _sample(path, key, samples, store, limits)
+            aspect = _sample(path, key, samples, store, limits)
+            if aspect is not None:
+                sampled.append((path, aspect))
     if folder is not None:
-        found += len(settle(folder, samples, store))
+        found += done(folder)
     store.save_index()
     return found
 
 
 def _sample(path: Path, folder: str, samples: list[tuple[float, list[np.ndarray]]],
-            store: MarkStore, limits: LoadLimits) -> None:
-    """Add the image (decoded at reduced size) to its aspect group's sample, if it needs one."""
+            store: MarkStore, limits: LoadLimits) -> float | None:
+    """Add the image (decoded at reduced size) to its aspect group's sample, if it needs one;
+    return its aspect ratio (None when it cannot be read)."""
     try:
         loaded = load_image(path, limits=limits, max_side=WORKING_WIDTH)
     except ClearmarkError:
-        return  # the main pass reports it
+        return None  # the main pass reports it
     height, width = loaded.rgb.shape[:2]
     if not store.lookup(folder, width / height)[0]:
         _add_to_group(samples, loaded.rgb)
+    return width / height
+
+
+def matte_fit(sampled: Iterable[tuple[Path, float]], limits: LoadLimits) -> Fit:
+    """A ``settle`` fit that gives each group's mark its matte (``with_matte``), from the
+    files of ``sampled`` ((path, aspect ratio) pairs) of that group's aspect."""
+    files = list(sampled)
+    return lambda aspect, mark: with_matte(
+        mark, [path for path, known in files if same_aspect(known, aspect)], limits)
+
+
+def with_matte(mark: SharedMark, paths: Iterable[Path], limits: LoadLimits) -> SharedMark:
+    """``mark`` with its colour and alpha at full size (``_known.estimate_folder_matte``),
+    estimated from the files among the first ``2 * MAX_PHOTOS`` of ``paths`` that clearly
+    carry it; ``mark`` unchanged when they are too few. Each is decoded in full once."""
+
+    def carriers() -> Iterator[tuple[np.ndarray, Any]]:
+        for path in list(paths)[:2 * MAX_PHOTOS]:
+            try:
+                rgb = load_image(path, limits=limits).rgb
+            except ClearmarkError:
+                continue  # the main pass reports it
+            match = match_shared_mark(working_gray(rgb), mark)
+            if match.score >= MIN_MATCH:
+                yield rgb, match
+
+    matte = estimate_folder_matte(carriers(), mark)
+    return mark if matte is None else replace(mark, matte=matte)
 
 
 def _add_to_group(samples: list[tuple[float, list[np.ndarray]]], rgb: np.ndarray) -> None:
@@ -173,13 +224,15 @@ def sample_for(samples: list[tuple[float, list[np.ndarray]]],
 
 
 def settle(folder: str, samples: list[tuple[float, list[np.ndarray]]],
-           store: MarkStore) -> list[tuple[float, SharedMark]]:
+           store: MarkStore, fit: Fit | None = None) -> list[tuple[float, SharedMark]]:
     """Estimate each sampled group of ``folder`` and record it in ``store`` (also a group
     with no mark: it is then known to have none); forget the samples; return the marks found
-    with their aspect ratios."""
+    with their aspect ratios. ``fit`` finishes each mark found before it is stored."""
     found = []
     for aspect, sample in samples:
         mark = estimate_shared_mark(sample)
+        if mark is not None and fit is not None:
+            mark = fit(aspect, mark)
         store.put(folder, aspect, mark)
         if mark is not None:
             found.append((aspect, mark))

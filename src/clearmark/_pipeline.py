@@ -15,7 +15,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from multiprocessing import get_context
 from pathlib import Path, PurePosixPath
@@ -34,7 +34,7 @@ from ._detect import (
     working_copy,
 )
 from ._errors import ClearmarkError
-from ._folder import SharedMark, working_gray
+from ._folder import FolderMatte, Match, SharedMark, working_gray
 from ._imageio import (
     IMAGE_SUFFIXES,
     LoadedImage,
@@ -44,16 +44,19 @@ from ._imageio import (
     write_bytes_atomic,
     write_image,
 )
+from ._known import place as place_matte
+from ._known import support as matte_support
 from ._marks import (
     LOOK_AT,
     MarkStore,
     folder_key,
     load_mark,
+    matte_fit,
     same_aspect,
     sample_for,
     settle,
 )
-from ._regions import Detection
+from ._regions import Detection, Region
 from ._remove import LocalRemover
 from ._report import Thumbnailer
 
@@ -171,6 +174,12 @@ class CleanTask:
         """The record without folder evidence, plus what learning needs (``_sampled``)."""
         return self._timed(item, True)
 
+    @property
+    def fits_mattes(self) -> bool:
+        """Whether learning should estimate each folder mark's matte: the remover can invert
+        a known mark (an endpoint cannot take one)."""
+        return hasattr(self.remover, "remove_known")
+
     def _timed(self, item: Input, sampling: bool) -> Record:
         started = time.perf_counter()
         record = guarded(self.failure_record(item), item,
@@ -197,7 +206,7 @@ class CleanTask:
             return {**result, "status": "copied",
                     **self.previews(lambda thumbs: thumbs.unchanged(rel, small.rgb))}
         loaded, detection = look_closer(item.path, small, finding, self.limits)
-        cleaned, methods = remove_explained(self.remover, loaded.rgb, detection)
+        cleaned, methods = remove_explained(self.remover, loaded.rgb, detection, finding.shared)
         write_image(output, cleaned, loaded.meta, alpha=loaded.alpha)
         return {**result, "regions": with_methods(result["regions"], methods),
                 "status": "cleaned", **self.previews(lambda thumbs: thumbs.cleaned(
@@ -215,15 +224,59 @@ class CleanTask:
             return {"thumbs": {"error": str(exc)}}
 
 
-def remove_explained(remover: Any, rgb: np.ndarray,
-                     detection: Detection) -> tuple[np.ndarray, list[str | None]]:
+def remove_explained(remover: Any, rgb: np.ndarray, detection: Detection,
+                     shared: Sequence[tuple[Region, SharedMark, Match]] = ()
+                     ) -> tuple[np.ndarray, list[str | None]]:
     """The cleaned image, and the method each region got (None where the remover cannot say:
-    it has ``remove`` only)."""
+    it has ``remove`` only).
+
+    ``shared``: the folder marks found in the image (``Finding.shared``). Where such a mark
+    comes with its folder's matte and the remover can invert a known mark (``remove_known``),
+    its pixels are inverted with that matte (``"folder-matte"``), which many photos
+    estimated better than this one photo can; the remover gets the rest of the mask.
+    """
+    placed = _placed_mattes(remover, rgb, shared)
+    height, width = rgb.shape[:2]
+    cover = np.zeros((height, width), bool)
+    if placed:
+        margin = np.zeros_like(cover)
+        keep_off = _MATTE_MARGIN + int(getattr(remover, "grow", 0))  # the remover grows masks
+        for matte, x, y in placed:
+            rgb = remover.remove_known(rgb, matte.colour, matte.alpha, x, y)
+            cover |= matte_support(matte, x, y, (height, width))
+            margin |= matte_support(matte, x, y, (height, width), keep_off)
+        detection = replace(detection, mask=np.where(margin, 0, detection.mask).astype(np.uint8))
     explain = getattr(remover, "remove_explained", None)
     if explain is None:
         return remover.remove(rgb, detection), [None] * len(detection.regions)
     cleaned, regions = explain(rgb, detection)
-    return cleaned, [region.get("method") for region in regions]
+    methods = []
+    for region, done in zip(detection.regions, regions, strict=True):
+        inside = region.clamped(width, height)
+        by_matte = 0 if inside is None else int(
+            cover[inside.y:inside.y2, inside.x:inside.x2].sum())
+        methods.append(_FOLDER_MATTE if by_matte > done.get("pixels", 0) else done.get("method"))
+    return cleaned, methods
+
+
+_FOLDER_MATTE = "folder-matte"  # a region inverted with its folder's matte
+_MATTE_MARGIN = 2  # px between the matte's pixels and the mask left to the remover
+
+
+def _placed_mattes(remover: Any, rgb: np.ndarray,
+                   shared: Sequence[tuple[Region, SharedMark, Match]]
+                   ) -> list[tuple[FolderMatte, int, int]]:
+    """The folder mattes that fit this image, each with its top-left there."""
+    if not hasattr(remover, "remove_known"):
+        return []
+    placed = []
+    for _, mark, match in shared:
+        if mark.matte is None:
+            continue
+        at = place_matte(mark.matte, rgb, match, mark)
+        if at is not None:
+            placed.append((mark.matte, *at))
+    return placed
 
 
 def with_methods(regions: list[Record], methods: Sequence[str | None]) -> list[Record]:
@@ -582,7 +635,7 @@ class _Learning:
             if mark is None or finding is None or gray is None:
                 continue
             seen = with_marks(finding, gray.astype(np.float32), [mark], self.task.config)
-            if seen.regions == finding.regions:
+            if seen.regions == finding.regions and not (mark.matte is not None and seen.shared):
                 continue  # the mark adds nothing the image alone did not show
             refitted = self.task.refit(record, seen)
             if refitted is None:
@@ -602,7 +655,12 @@ class _Learning:
             sample = sample_for(groups, record["width"] / record["height"])
             if sample is not None:
                 sample.append(gray.astype(np.float32))
-        marks = settle(folder, groups, self.store)  # a group below MIN_IMAGES has no mark
+        fit = None
+        if getattr(self.task, "fits_mattes", False):
+            sampled = [(Path(record["path"]), record["width"] / record["height"])
+                       for record in records if record.get(_GRAY) is not None]
+            fit = matte_fit(sampled, self.task.limits)
+        marks = settle(folder, groups, self.store, fit)  # a group below MIN_IMAGES has no mark
         if folder not in self.store.index:
             self.store.index[folder] = []  # learned: nothing to learn there
         self.store.save_index()

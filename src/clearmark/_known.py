@@ -1,0 +1,203 @@
+"""A folder's mark as colour and alpha at full resolution, estimated from many of its photos.
+
+One photo's matte (``_matte.estimate_matte``) is fitted over whatever texture lies under the
+mark, and errs where that texture does: a stroke over grass gets some of the grass in its
+alpha. Across a folder the texture changes from photo to photo while the mark stays the same
+(Dekel et al., CVPR 2017), so the per-pixel median of the photos' own mattes keeps the mark
+and drops each photo's error. Inverting with that shared matte (``remove_known_mark``) then
+recovers every photo of the folder about as well as the true colour and alpha would.
+
+The photos are aligned first: the folder's mark is matched at working scale (``_folder``),
+which places it to within a working pixel, and the match is refined at full resolution by
+correlating gradient magnitudes (the mark's edges are the one thing all the photos share
+there). A matte fits photos of the size it was estimated at; others are left to the
+single-image remover. Everything here is a pure function of arrays.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from ._folder import FolderMatte, Match, SharedMark, _placed_mask
+from ._matte import Matte, estimate_matte
+
+MIN_PHOTOS = 6  # fewer single-image mattes than this do not out-vote one photo's texture
+MAX_PHOTOS = 16  # the median needs no more; each costs a full decode and a matte
+MIN_MATCH = 0.3  # a photo votes when it matches the folder's mark as well as detection asks
+_PAD = 8  # px of photo around the mark in each crop: the single-image matte's context
+_HOLE_GROW = 2  # px the mark's working-scale mask is grown by at full scale (as detection does)
+_FAINT = 0.02  # alpha below this is the median of noise, not of the mark: left at 0
+_COLOURED = 0.05  # alpha above which a photo's matte says something about the colour
+_FILLED_SHARE = 0.5  # pixels most photos cannot explain by the palette (a shadow, an outline)
+
+
+def estimate_folder_matte(photos: Iterable[tuple[np.ndarray, Match]],
+                          mark: SharedMark) -> FolderMatte | None:
+    """The folder mark's colour and alpha from full-resolution photos that carry it (each
+    with its working-scale match), or None when fewer than ``MIN_PHOTOS`` of the first
+    size give a matte. At most ``MAX_PHOTOS`` are used; photos of another size are skipped."""
+    crops: list[np.ndarray] = []
+    frame: _Frame | None = None
+    for rgb, match in photos:
+        if len(crops) >= MAX_PHOTOS:
+            break
+        if frame is None:
+            frame = _Frame.of(mark, rgb.shape[1], rgb.shape[0])
+        if rgb.shape[1::-1] != frame.size:
+            continue
+        crop = frame.aligned_crop(rgb, match)
+        if crop is not None:
+            crops.append(crop)
+    if frame is None or len(crops) < MIN_PHOTOS:
+        return None
+    reference = np.median(np.stack([_edges(crop) for crop in crops]), axis=0)
+    crops = [frame.refined(crop, reference) for crop in crops]
+    mattes = [m for m in (estimate_matte(crop[frame.inner], frame.hole) for crop in crops)
+              if m is not None]
+    if len(mattes) < MIN_PHOTOS:
+        return None
+    alpha = np.median(np.stack([m.alpha for m in mattes]), axis=0).astype(np.float32)
+    alpha[alpha < _FAINT] = 0.0
+    colour = _median_colour(mattes)
+    unexplained = np.mean([m.unexplained if m.unexplained is not None
+                           else np.zeros_like(frame.hole) for m in mattes], axis=0)
+    alpha[unexplained >= _FILLED_SHARE] = 1.0
+    return FolderMatte(colour, alpha, frame.x, frame.y, frame.size, len(mattes))
+
+
+def place(matte: FolderMatte, rgb: np.ndarray, match: Match,
+          mark: SharedMark) -> tuple[int, int] | None:
+    """Top-left of ``matte`` in this image given its working-scale match, refined to the
+    full-resolution pixel; None when the image is not of the matte's size."""
+    width, height = rgb.shape[1], rgb.shape[0]
+    if (width, height) != matte.size:
+        return None
+    scale = width / mark.shape[1]
+    reach = math.ceil(scale)
+    x = matte.x + round(match.dx * scale)
+    y = matte.y + round(match.dy * scale)
+    h, w = matte.alpha.shape
+    x0, y0 = max(0, x - reach), max(0, y - reach)
+    x1, y1 = min(width, x + w + reach), min(height, y + h + reach)
+    if x1 - x0 < w or y1 - y0 < h:
+        return x, y
+    window = _edges(rgb[y0:y1, x0:x1])
+    template = _edges(appearance(matte))
+    dx, dy = _best_shift(window, template)
+    return x0 + dx, y0 + dy
+
+
+def appearance(matte: FolderMatte, ground: float = 128.0) -> np.ndarray:
+    """The mark as it shows over a flat mid-grey photo (float32 RGB): its edges are the
+    ones a photo carrying it shows, also between its colours (a letter and its outline)."""
+    alpha = matte.alpha[..., None]
+    return (alpha * matte.colour + (1.0 - alpha) * ground).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class _Frame:
+    """Where the mark's crop sits in images of one size, and its hole (the grown mask)."""
+
+    x: int  # top-left of the crop (mark box plus _PAD) at a match of (0, 0)
+    y: int
+    width: int
+    height: int
+    reach: int  # px a crop may still be off after the working-scale match
+    scale: float  # full pixels per working pixel
+    size: tuple[int, int]
+    hole: np.ndarray  # (height, width) bool
+
+    @classmethod
+    def of(cls, mark: SharedMark, width: int, height: int) -> _Frame:
+        scale = width / mark.shape[1]
+        bx, by, bw, bh = mark.box
+        x, y = max(0, math.floor(bx * scale) - _PAD), max(0, math.floor(by * scale) - _PAD)
+        w = min(width, math.ceil((bx + bw) * scale) + _PAD) - x
+        h = min(height, math.ceil((by + bh) * scale) + _PAD) - y
+        hole = _placed_mask(mark.mask, bx * scale - x, by * scale - y, bw * scale, bh * scale,
+                            w, h, _HOLE_GROW) > 0
+        return cls(x, y, w, h, math.ceil(scale), scale, (width, height), hole)
+
+    @property
+    def inner(self) -> tuple[slice, slice]:
+        """The crop itself inside an aligned crop (which keeps ``reach`` px around it)."""
+        return (slice(self.reach, self.reach + self.height),
+                slice(self.reach, self.reach + self.width))
+
+    def aligned_crop(self, rgb: np.ndarray, match: Match) -> np.ndarray | None:
+        """The crop at the matched place with ``reach`` px more on each side (mirrored where
+        that passes the image's border), or None when the match moved it off the image."""
+        dx, dy = round(match.dx * self.scale), round(match.dy * self.scale)
+        x0, y0 = self.x + dx - self.reach, self.y + dy - self.reach
+        x1, y1 = x0 + self.width + 2 * self.reach, y0 + self.height + 2 * self.reach
+        height, width = rgb.shape[:2]
+        inside = rgb[max(0, y0):min(height, y1), max(0, x0):min(width, x1)]
+        if inside.shape[0] <= (y1 - y0) // 2 or inside.shape[1] <= (x1 - x0) // 2:
+            return None
+        return cv2.copyMakeBorder(inside, max(0, -y0), max(0, y1 - height), max(0, -x0),
+                                  max(0, x1 - width), cv2.BORDER_REFLECT_101)
+
+    def refined(self, crop: np.ndarray, reference: np.ndarray) -> np.ndarray:
+        """The crop shifted by up to ``reach`` px so its edges best fit ``reference`` (the
+        median of all crops' edges), with the margin it keeps for that."""
+        core = reference[self.inner]
+        dx, dy = _best_shift(_edges(crop), core)
+        shifted = np.zeros_like(crop)
+        shifted[self.inner] = crop[dy:dy + self.height, dx:dx + self.width]
+        return shifted
+
+
+def _edges(image: np.ndarray) -> np.ndarray:
+    """Gradient magnitude of the gray image, float32."""
+    gray = image.astype(np.float32)
+    if gray.ndim == 3:
+        gray = gray.mean(axis=2)
+    gx = cv2.Sobel(gray, cv2.CV_32F, 1, 0, ksize=3)
+    gy = cv2.Sobel(gray, cv2.CV_32F, 0, 1, ksize=3)
+    return np.hypot(gx, gy)  # not cv2.magnitude: its last bit follows memory alignment
+
+
+def _best_shift(window: np.ndarray, template: np.ndarray) -> tuple[int, int]:
+    """(dx, dy): where ``template`` fits ``window`` best (normalised, mean removed)."""
+    if not template.any():  # nothing to align by: stay in the middle
+        return (window.shape[1] - template.shape[1]) // 2, \
+            (window.shape[0] - template.shape[0]) // 2
+    scores = cv2.matchTemplate(window, template.astype(np.float32), cv2.TM_CCOEFF_NORMED)
+    scores = np.nan_to_num(scores, nan=-1.0)
+    iy, ix = np.unravel_index(int(np.argmax(scores)), scores.shape)
+    return int(ix), int(iy)
+
+
+def _median_colour(mattes: list[Matte]) -> np.ndarray:
+    """Per pixel, the median colour of the photos whose matte puts some mark there; the
+    median over all of them where none does."""
+    colours = np.stack([m.colour for m in mattes]).astype(np.float32)  # (k, h, w, 3)
+    said = np.stack([m.alpha > _COLOURED for m in mattes])  # (k, h, w)
+    colour = np.median(colours, axis=0)
+    some = said.any(axis=0)
+    if some.any():
+        picked = np.where(said[:, some, None], colours[:, some], np.nan)  # (k, n, 3)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-nan columns cannot occur
+            colour[some] = np.nanmedian(picked, axis=0)
+    return colour.astype(np.float32)
+
+
+def support(matte: FolderMatte, x: int, y: int, shape: tuple[int, int],
+            grow: int = 0) -> np.ndarray:
+    """(H, W) bool: the pixels a matte placed at (x, y) rewrites, grown by ``grow`` px."""
+    canvas = np.zeros(shape, np.uint8)
+    h, w = matte.alpha.shape
+    x0, y0 = max(0, x), max(0, y)
+    x1, y1 = min(shape[1], x + w), min(shape[0], y + h)
+    if x1 > x0 and y1 > y0:
+        canvas[y0:y1, x0:x1] = matte.alpha[y0 - y:y1 - y, x0 - x:x1 - x] > 0
+    if grow:
+        return np.asarray(cv2.dilate(canvas, np.ones((2 * grow + 1, 2 * grow + 1), np.uint8))) > 0
+    return canvas > 0
