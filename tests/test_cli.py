@@ -286,7 +286,8 @@ def test_progress_bar_is_drawn_on_a_terminal_only(src: Path, tmp_path: Path) -> 
 
 def test_folder_evidence_finds_a_mark_no_single_image_shows(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    marked, _ = with_emblem(scenes(12))
+    clean = scenes(12)
+    marked, truths = with_emblem(clean)
     folder = tmp_path / "app"
     for i, image in enumerate(marked):
         save(folder / f"{i:02d}.png", image)
@@ -300,10 +301,21 @@ def test_folder_evidence_finds_a_mark_no_single_image_shows(
     assert flagged == {f"{i:02d}.png" for i in range(12)}
     assert {r["regions"][0]["kind"] for r in records if r["watermarked"]} == {"folder"}
 
-    dst = tmp_path / "dst"
-    assert main(["clean", str(folder), "--out", str(dst), "--jobs", "1"]) == 0
+    dst, report = tmp_path / "dst", tmp_path / "clean.jsonl"
+    assert main(["clean", str(folder), "--out", str(dst), "--jobs", "1", "--jsonl",
+                 str(report)]) == 0
     index = json.loads((dst / ".clearmark/marks/index.json").read_text())
     assert [name for _, name in index[folder.as_posix()] if name]  # kept for reruns
+    # removed with the matte the folder's photos estimated together
+    cleaned = {Path(r["path"]).name: r for r in map(json.loads, report.read_text().splitlines())}
+    assert {cleaned[f"{i:02d}.png"]["regions"][0]["method"] for i in range(12)} == {
+        "folder-matte"}
+    zone = truths[0] > 0
+    for i in range(12):
+        out = np.asarray(Image.open(dst / f"{i:02d}.png").convert("RGB"), np.float64)
+        error = np.sqrt(np.mean((out[zone] - clean[i][zone]) ** 2))
+        assert error < 3.0, f"{i:02d}.png: {error:.1f} grey levels off in the mark's zone"
+    assert (dst / "other/plain.png").read_bytes() == (folder / "other/plain.png").read_bytes()
     assert main(["clean", str(folder), "--out", str(tmp_path / "dst2"), "--jobs", "1"]) == 0
     assert (dst / "00.png").read_bytes() != (folder / "00.png").read_bytes()
 

@@ -12,7 +12,7 @@ import pytest
 
 from clearmark import Detection, LocalRemover, OutputError, _pipeline
 from clearmark._imageio import LoadLimits
-from clearmark._marks import MarkStore, folder_key, learn_marks
+from clearmark._marks import MarkStore, folder_key, learn_marks, load_mark
 from clearmark._pipeline import (
     CleanTask,
     DetectTask,
@@ -141,6 +141,19 @@ def test_marks_are_learned_from_the_decision_pass_without_decoding_again(
     assert flagged == {f"{i:02d}.png" for i in range(14)}
     assert records == before  # the same decisions, and no private keys left in
     assert [name for _, name in store.index[folder_key(items[0].path)] if name]
+
+
+def test_the_learning_pass_gives_marks_their_matte_when_asked(tmp_path: Path) -> None:
+    folder = _marked_folder(tmp_path)
+    paths = [item.path for item in find_inputs([folder])]
+    for mattes in (False, True):
+        store = MarkStore(tmp_path / f"marks-{mattes}")
+        assert learn_marks(paths, store, LoadLimits(), mattes=mattes) == 1
+        (name,) = [name for _, name in store.index[folder_key(paths[0])] if name]
+        matte = load_mark(str(store.folder / name)).matte
+        assert (matte is not None) == mattes
+        if matte is not None:
+            assert matte.size == (640, 480) and matte.support == 14
 
 
 def test_a_folder_past_its_sample_is_decided_with_the_mark_in_the_workers(

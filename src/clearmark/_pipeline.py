@@ -34,7 +34,7 @@ from ._detect import (
     working_copy,
 )
 from ._errors import ClearmarkError
-from ._folder import FolderMatte, Match, SharedMark, working_gray
+from ._folder import FolderMatte, Match, SharedMark, mark_mask, working_gray
 from ._imageio import (
     IMAGE_SUFFIXES,
     LoadedImage,
@@ -241,10 +241,13 @@ def remove_explained(remover: Any, rgb: np.ndarray, detection: Detection,
     if placed:
         margin = np.zeros_like(cover)
         keep_off = _MATTE_MARGIN + int(getattr(remover, "grow", 0))  # the remover grows masks
-        for matte, x, y in placed:
+        for (matte, x, y), (_, mark, match) in placed:
             rgb = remover.remove_known(rgb, matte.colour, matte.alpha, x, y)
             cover |= matte_support(matte, x, y, (height, width))
             margin |= matte_support(matte, x, y, (height, width), keep_off)
+            # the detector's mask of this mark is the matte's to judge: where its alpha is 0
+            # the photo is not marked, and no fill may have it
+            margin |= mark_mask(mark, match, width, height) > 0
         detection = replace(detection, mask=np.where(margin, 0, detection.mask).astype(np.uint8))
     explain = getattr(remover, "remove_explained", None)
     if explain is None:
@@ -265,17 +268,16 @@ _MATTE_MARGIN = 2  # px between the matte's pixels and the mask left to the remo
 
 def _placed_mattes(remover: Any, rgb: np.ndarray,
                    shared: Sequence[tuple[Region, SharedMark, Match]]
-                   ) -> list[tuple[FolderMatte, int, int]]:
-    """The folder mattes that fit this image, each with its top-left there."""
+                   ) -> list[tuple[tuple[FolderMatte, int, int], tuple[Region, SharedMark, Match]]]:
+    """The folder mattes that fit this image, each with its top-left there and its hit."""
     if not hasattr(remover, "remove_known"):
         return []
     placed = []
-    for _, mark, match in shared:
-        if mark.matte is None:
-            continue
-        at = place_matte(mark.matte, rgb, match, mark)
-        if at is not None:
-            placed.append((mark.matte, *at))
+    for hit in shared:
+        matte = hit[1].matte
+        at = None if matte is None else place_matte(matte, rgb, hit[2], hit[1])
+        if matte is not None and at is not None:
+            placed.append(((matte, *at), hit))
     return placed
 
 
