@@ -14,8 +14,27 @@ px, against the clean original. Rows:
 - ``known-mark``: the blend inverted with the true colour and alpha through the remover's
   known-mark hook (the ceiling that folder evidence could reach).
 
+A folder section follows (``--folders N``, of ``--folder-set``; bench/dataset.py's folders):
+each folder is 12-20 photos sharing one mark (corner_text, logo or logo_text), encoded as
+JPEG, PNG or WebP and written to a temporary folder, which clearmark's runner
+(``_pipeline.run`` with a ``MarkStore``, as ``clearmark clean`` runs it) cleans with folder
+evidence. Every member image is scored, with these rows:
+
+- ``input``, ``telea-oracle``, ``clearmark-truth``: as above, on the decoded file;
+- ``clearmark-alone``: ``detect_array`` then ``LocalRemover`` on the image alone (no folder
+  evidence; a miss counts as untouched);
+- ``clearmark-folder-no-matte``: the runner with folder evidence and a remover without the
+  known-mark hook, so the folder's mark only gives the mask and each image is matted alone;
+- ``clearmark-folder``: the runner as shipped: the folder's mark, its colour and alpha
+  estimated from the folder's photos ("folder matte"), inverted in each image;
+- ``known-mark``: the true colour and alpha inverted, as above (the ceiling).
+
+The runner rows are read back from the files it wrote, so a lossy format's re-encoding counts
+against them (as it does for a user).
+
 Items use seeds from ``--seed`` on (the report set starts at 0; tune on another base, e.g.
-``--seed 100000``, so tuning and reporting sets stay apart). Run:
+``--seed 100000``, so tuning and reporting sets stay apart); folders come from dataset.py's
+"report" set unless ``--folder-set tune``. Run:
 ``python bench/removal.py [--quick] [--report bench/removal-report.md]``.
 """
 
@@ -25,6 +44,7 @@ import argparse
 import os
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -38,7 +58,10 @@ from skimage.metrics import structural_similarity
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import dataset  # bench/dataset.py (ruff sorts it with third-party modules)
 from clearmark._detect import detect_array
+from clearmark._marks import MarkStore
+from clearmark._pipeline import CleanTask, find_inputs, run
 from clearmark._regions import Detection, Region
 from clearmark._remove import LocalRemover
 
@@ -49,6 +72,10 @@ SIZES = ((640, 480), (800, 600), (1024, 768), (1280, 960))
 ZONE_GROW = 3  # px the true mask is dilated by to make the scored zone
 TELEA_RADIUS = 5  # the oracle's radius (5 scored a little better than 3 on the tuning set)
 METHODS = ("input", "telea-oracle", "clearmark-truth", "clearmark-e2e", "known-mark")
+FOLDER_METHODS = ("input", "telea-oracle", "clearmark-truth", "clearmark-alone",
+                  "clearmark-folder-no-matte", "clearmark-folder", "known-mark")
+FOLDER_COLUMNS = (*dataset.FOLDER_MARKS, "all")
+EXTENSIONS = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp"}  # by Sample.attrs["format"]
 SPEED_SIZE = (1152, 864)  # about 1 MP
 
 
@@ -82,8 +109,13 @@ def jpeg(rgb: np.ndarray, quality: int) -> np.ndarray:
 
 def truth_detection(item: Item) -> Detection:
     """The truth as a detector would hand it over: the true mask and the mark's boxes."""
-    regions = tuple(Region(*box, kind=item.kind) for box in item.composite.boxes)
-    return Detection(True, 1.0, regions, item.composite.mask.copy())
+    return composite_detection(item.composite, item.kind)
+
+
+def composite_detection(comp: synth.Composite, kind: str) -> Detection:
+    """A composite's truth as a Detection: the true mask, one region of ``kind`` per box."""
+    regions = tuple(Region(*box, kind=kind) for box in comp.boxes)
+    return Detection(True, 1.0, regions, comp.mask.copy())
 
 
 def zone_of(mask: np.ndarray) -> np.ndarray:
@@ -177,15 +209,16 @@ def summarise(rows: list[dict[str, Any]], metric: str,
     return {key: stat(values) for key, values in cells.items()}
 
 
-def table(rows: list[dict[str, Any]], metric: str, stat_name: str, digits: int) -> str:
+def table(rows: list[dict[str, Any]], metric: str, stat_name: str, digits: int,
+          methods: tuple[str, ...] = METHODS, columns: tuple[str, ...] = COLUMNS) -> str:
     """A markdown table: methods down, columns across."""
     stat = statistics.median if stat_name == "median" else statistics.fmean
     values = summarise(rows, metric, stat)
-    lines = [f"| {metric} ({stat_name}) | " + " | ".join(COLUMNS) + " |",
-             "|---" * (len(COLUMNS) + 1) + "|"]
-    for method in METHODS:
+    lines = [f"| {metric} ({stat_name}) | " + " | ".join(columns) + " |",
+             "|---" * (len(columns) + 1) + "|"]
+    for method in methods:
         cells = [f"{values[(method, c)]:.{digits}f}" if (method, c) in values else "-"
-                 for c in COLUMNS]
+                 for c in columns]
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -203,6 +236,155 @@ def counts(rows: list[dict[str, Any]]) -> str:
             lines.append(f"| {column} | {len(sel)} | {missed} ({missed / len(sel):.0%}) | "
                          f"{recall:.2f} |")
     return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- folders
+
+
+class NoKnown:
+    """``LocalRemover`` without its known-mark hook (no ``remove_known``): the runner then
+    fits no folder matte and leaves the folder mark's mask to the single-image matte."""
+
+    def __init__(self) -> None:
+        self._remover = LocalRemover()
+
+    def remove(self, rgb: np.ndarray, detection: Detection) -> np.ndarray:
+        return self._remover.remove(rgb, detection)
+
+    def remove_explained(self, rgb: np.ndarray,
+                         detection: Detection) -> tuple[np.ndarray, list[dict[str, Any]]]:
+        return self._remover.remove_explained(rgb, detection)
+
+
+@dataclass(frozen=True)
+class FolderMember:
+    """One photo of a benchmark folder: its truth and the image as clearmark decodes it."""
+
+    name: str  # file name in the folder
+    sample: dataset.Sample
+    image: np.ndarray  # RGB, decoded from the encoded file
+
+
+def write_folder(set_name: str, group: int, src: Path) -> list[FolderMember]:
+    """Write folder ``group`` of ``set_name`` into ``src`` as encoded files; its members."""
+    members = []
+    for spec in dataset.folder_specs(set_name, group):
+        sample = dataset.build(spec, None)  # folder marks draw no CJK text
+        name = spec.name + EXTENSIONS[sample.attrs["format"]]
+        (src / name).write_bytes(sample.data)
+        encoded = np.frombuffer(sample.data, np.uint8)
+        image = cv2.cvtColor(cv2.imdecode(encoded, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+        members.append(FolderMember(name, sample, image))
+    return members
+
+
+def run_folder(src: Path, work: Path, remover: Any | None
+               ) -> tuple[dict[str, np.ndarray], dict[str, dict[str, Any]]]:
+    """Clean the folder ``src`` as ``clearmark clean`` does (folder evidence learned as it
+    goes, one process), into ``work``/dst with its mark store in ``work``/marks; the outputs
+    read back and the records, by file name. ``remover`` None: the default one."""
+    dst, store = work / "dst", work / "marks"
+    extra = {} if remover is None else {"remover": remover}
+    task = CleanTask(src=src, dst=dst, marks=store, **extra)
+    outputs, records = {}, {}
+    for record in run(task, find_inputs([src]), jobs=1, learn=MarkStore(store)):
+        if record.get("status") not in ("cleaned", "copied"):  # never score a missing output
+            raise RuntimeError(f"clearmark did not clean {record.get('path')}: "
+                               f"{record.get('status')} ({record.get('error')})")
+        rel = record["rel"]
+        bgr = cv2.imread(str(dst / rel), cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise RuntimeError(f"cannot read clearmark's output {dst / rel}")
+        outputs[rel], records[rel] = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), record
+    return outputs, records
+
+
+def used_folder_matte(record: dict[str, Any]) -> bool:
+    """Whether any region of a runner record was removed with the folder's matte."""
+    return any(region.get("method") == "folder-matte" for region in record.get("regions", []))
+
+
+def single_image_rows(member: FolderMember, remover: LocalRemover
+                      ) -> dict[str, tuple[np.ndarray, dict[str, Any]]]:
+    """The rows that see one image alone: input, the oracles and clearmark without folder
+    evidence."""
+    image, comp = member.image, member.sample.comp
+    kind = member.sample.attrs["mark_kind"]
+    detection = detect_array(image)
+    alone = remover.remove(image, detection) if detection.watermarked else image.copy()
+    return {
+        "input": (image, {}),
+        "telea-oracle": (cv2.inpaint(image, comp.mask, TELEA_RADIUS, cv2.INPAINT_TELEA), {}),
+        "clearmark-truth": (remover.remove(image, composite_detection(comp, kind)), {}),
+        "clearmark-alone": (alone, {"detected": detection.watermarked}),
+        "known-mark": (remover.remove_known(image, _colour_of(comp), comp.alpha, 0, 0), {}),
+    }
+
+
+def evaluate_folder(job: tuple[str, int]) -> list[dict[str, Any]]:
+    """Score every folder row on every image of one folder; a worker runs this."""
+    set_name, group = job
+    cv2.setNumThreads(1)
+    remover = LocalRemover()
+    with tempfile.TemporaryDirectory(prefix="clearmark-bench-") as tmp:
+        src = Path(tmp, "src")
+        src.mkdir()
+        members = write_folder(set_name, group, src)
+        # separate outputs and mark stores: the second run must learn its folder afresh
+        no_matte, no_matte_records = run_folder(src, Path(tmp, "no-matte"), NoKnown())
+        shipped, shipped_records = run_folder(src, Path(tmp, "folder"), None)
+    rows = []
+    for member in members:
+        outputs = single_image_rows(member, remover)
+        no_matte_record, record = no_matte_records[member.name], shipped_records[member.name]
+        outputs["clearmark-folder-no-matte"] = (
+            no_matte[member.name], {"detected": bool(no_matte_record["watermarked"])})
+        outputs["clearmark-folder"] = (shipped[member.name], {
+            "detected": bool(record["watermarked"]), "folder_matte": used_folder_matte(record)})
+        rows += score_member(member, group, outputs)
+    return rows
+
+
+def score_member(member: FolderMember, group: int,
+                 outputs: dict[str, tuple[np.ndarray, dict[str, Any]]]) -> list[dict[str, Any]]:
+    """One row per method for a folder member, in FOLDER_METHODS order."""
+    comp = member.sample.comp
+    zone = zone_of(comp.mask)
+    common = {"kind": member.sample.attrs["mark_kind"], "folder": group,
+              "image": member.name, "opacity": float(comp.params.get("opacity", 1.0))}
+    rows = []
+    for method in FOLDER_METHODS:
+        out, extra = outputs[method]
+        rows.append({**common, "method": method, "psnr": psnr(out, comp.clean, zone),
+                     "ssim": ssim(out, comp.clean, zone), **extra})
+    return rows
+
+
+def folder_section(set_name: str, folders: int, workers: int) -> str:
+    """The folder tables: median PSNR and SSIM per mark kind, and how the images were done."""
+    started = time.perf_counter()
+    jobs = [(set_name, group) for group in range(folders)]
+    with get_context("spawn").Pool(min(workers, folders)) as pool:
+        rows = [row for result in pool.imap_unordered(evaluate_folder, jobs) for row in result]
+    elapsed = time.perf_counter() - started
+    shipped = [r for r in rows if r["method"] == "clearmark-folder"]
+    by_matte = sum(r["folder_matte"] for r in shipped)
+
+    def detected(method: str) -> str:
+        sel = [r["detected"] for r in rows if r["method"] == method]
+        return f"{sum(sel) / len(sel):.0%}"
+
+    return "\n".join([
+        f"Folders: {folders} folders of 12-20 photos sharing one mark (set {set_name}), "
+        f"{len(shipped)} images; zone = true mask dilated {ZONE_GROW} px.", "",
+        table(rows, "psnr", "median", 2, FOLDER_METHODS, FOLDER_COLUMNS), "",
+        table(rows, "ssim", "median", 4, FOLDER_METHODS, FOLDER_COLUMNS), "",
+        f"clearmark-folder removed {by_matte} of {len(shipped)} images "
+        f"({by_matte / len(shipped):.0%}) with the folder matte (\"folder-matte\"); detected: "
+        f"{detected('clearmark-alone')} alone, {detected('clearmark-folder-no-matte')} / "
+        f"{detected('clearmark-folder')} in the folder runs; {elapsed:.0f} s on "
+        f"{min(workers, folders)} workers.",
+    ])
 
 
 def speed(count: int) -> str:
@@ -268,13 +450,19 @@ def _cpu(call: Callable[[int], object], count: int) -> float:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="8 items per kind, short speed run")
+    parser.add_argument("--quick", action="store_true",
+                        help="8 items per kind, 2 folders, short speed run")
     parser.add_argument("--count", type=int, default=48, help="items per kind (default 48)")
     parser.add_argument("--seed", type=int, default=0, help="first seed (report set: 0)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--report", type=Path, help="write the markdown report here")
     parser.add_argument("--kinds", nargs="*", default=list(KINDS), choices=KINDS)
     parser.add_argument("--no-speed", action="store_true")
+    parser.add_argument("--folders", type=int, default=12,
+                        help="folders scored with folder evidence (default 12; 0 skips; "
+                             "--quick: 2)")
+    parser.add_argument("--folder-set", choices=tuple(dataset.SET_SEEDS), default="report",
+                        help="dataset.py set the folders come from (default report)")
     args = parser.parse_args(argv)
     count = 8 if args.quick else args.count
     jobs = [(kind, args.seed + 1000 * k + i) for k, kind in enumerate(args.kinds)
@@ -289,6 +477,9 @@ def main(argv: list[str] | None = None) -> None:
              table(rows, "psnr", "median", 2), "", table(rows, "psnr", "mean", 2), "",
              table(rows, "ssim", "median", 4), "", table(rows, "ssim", "mean", 4), "",
              counts(rows)]
+    folders = min(args.folders, 2) if args.quick else args.folders
+    if folders > 0:
+        parts += ["", folder_section(args.folder_set, folders, args.workers)]
     if not args.no_speed:
         parts += ["", speed(6 if args.quick else 30)]
     text = "\n".join(parts)

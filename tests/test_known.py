@@ -14,7 +14,7 @@ from clearmark._folder import (
     match_shared_mark,
     working_gray,
 )
-from clearmark._known import MIN_PHOTOS, estimate_folder_matte, place, support
+from clearmark._known import MIN_PHOTOS, estimate_folder_matte, explains, place, support
 from clearmark._regions import Detection, Region
 from clearmark._remove import LocalRemover
 
@@ -134,3 +134,16 @@ def test_support_is_the_pixels_the_matte_rewrites() -> None:
     placed = support(matte, -1, 6, (8, 10))  # partly outside the image
     assert placed.sum() == 3 * 1 and placed[7, 0:3].all()
     assert support(matte, 2, 2, (8, 10), grow=1).sum() == 5 * 4
+
+
+def test_a_photo_without_the_mark_is_not_inverted_with_it(
+        folder: tuple[list[np.ndarray], list[np.ndarray], SharedMark]) -> None:
+    clean, marked, mark = folder
+    matte = _matte(marked, mark)
+    assert matte is not None
+    remover = LocalRemover()
+    for image, original in zip(marked[:4], clean[:4], strict=True):
+        inverted = remover.remove_known(image, matte.colour, matte.alpha, matte.x, matte.y)
+        assert explains(matte, matte.x, matte.y, image, inverted)
+        ghost = remover.remove_known(original, matte.colour, matte.alpha, matte.x, matte.y)
+        assert not explains(matte, matte.x, matte.y, original, ghost)

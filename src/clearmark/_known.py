@@ -201,3 +201,25 @@ def support(matte: FolderMatte, x: int, y: int, shape: tuple[int, int],
     if grow:
         return np.asarray(cv2.dilate(canvas, np.ones((2 * grow + 1, 2 * grow + 1), np.uint8))) > 0
     return canvas > 0
+
+
+def explains(matte: FolderMatte, x: int, y: int, before: np.ndarray,
+             after: np.ndarray) -> bool:
+    """Whether inverting the matte at (x, y) took a mark out of ``before`` (giving
+    ``after``) rather than printing its negative into a photo that did not carry it: along
+    the mark's edges, the photo's own gradients must be weaker after than before.
+
+    A folder's photos that match its mark carry it, nearly always; one that matched by
+    chance (a photo from elsewhere with an edge in the right place) would get a ghost of the
+    mark, which the single-image remover, judging the photo itself, would not print."""
+    h, w = matte.alpha.shape
+    x0, y0 = max(0, x), max(0, y)
+    x1, y1 = min(before.shape[1], x + w), min(before.shape[0], y + h)
+    if x1 <= x0 or y1 <= y0:
+        return False
+    alpha = matte.alpha[y0 - y:y1 - y, x0 - x:x1 - x]
+    edges = _edges(alpha * 255.0) > 8.0  # where the mark has edges (a step of 2 % alpha)
+    if not edges.any():
+        return True  # a flat mark has no edges to judge by; the match placed it
+    window = (slice(y0, y1), slice(x0, x1))
+    return float(_edges(after[window])[edges].mean()) < float(_edges(before[window])[edges].mean())

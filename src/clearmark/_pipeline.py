@@ -44,6 +44,7 @@ from ._imageio import (
     write_bytes_atomic,
     write_image,
 )
+from ._known import explains as matte_explains
 from ._known import place as place_matte
 from ._known import support as matte_support
 from ._marks import (
@@ -242,7 +243,10 @@ def remove_explained(remover: Any, rgb: np.ndarray, detection: Detection,
         margin = np.zeros_like(cover)
         keep_off = _MATTE_MARGIN + int(getattr(remover, "grow", 0))  # the remover grows masks
         for (matte, x, y), (_, mark, match) in placed:
-            rgb = remover.remove_known(rgb, matte.colour, matte.alpha, x, y)
+            inverted = remover.remove_known(rgb, matte.colour, matte.alpha, x, y)
+            if not matte_explains(matte, x, y, rgb, inverted):
+                continue  # the remover judges this photo by itself
+            rgb = inverted
             cover |= matte_support(matte, x, y, (height, width))
             margin |= matte_support(matte, x, y, (height, width), keep_off)
             # the detector's mask of this mark is the matte's to judge: where its alpha is 0
