@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
+from PIL import Image, ImageDraw
 
 from clearmark._folder import (
     FolderMatte,
@@ -18,7 +20,7 @@ from clearmark._known import MIN_PHOTOS, estimate_folder_matte, explains, place,
 from clearmark._regions import Detection, Region
 from clearmark._remove import LocalRemover
 
-from photos import _emblem, scenes, with_emblem
+from photos import _emblem, font, scenes, with_emblem
 
 OPACITY = 0.45
 
@@ -147,3 +149,36 @@ def test_a_photo_without_the_mark_is_not_inverted_with_it(
         assert explains(matte, matte.x, matte.y, image, inverted)
         ghost = remover.remove_known(original, matte.colour, matte.alpha, matte.x, matte.y)
         assert not explains(matte, matte.x, matte.y, original, ghost)
+
+
+def _outlined(images: list[np.ndarray], opacity: float = 0.7
+              ) -> tuple[list[np.ndarray], np.ndarray]:
+    """White text in a 2-px black outline, one opacity over both, on every photo; and its
+    alpha."""
+    height, width = images[0].shape[:2]
+    layer = Image.new("RGB", (width, height), (0, 0, 0))
+    cover = Image.new("L", (width, height), 0)
+    for canvas, fill, stroke in ((layer, (255, 255, 255), (0, 0, 0)), (cover, 255, 255)):
+        ImageDraw.Draw(canvas).text((24, 30), "2012-05-08 21:33", font=font(30), fill=fill,
+                                    stroke_width=2, stroke_fill=stroke)
+    alpha = np.asarray(cover, np.float32)[..., None] / 255.0 * opacity
+    colour = np.asarray(layer, np.float32)
+    marked = [np.rint(alpha * colour + (1 - alpha) * image).astype(np.uint8)
+              for image in images]
+    return marked, alpha[..., 0]
+
+
+def test_the_seam_between_a_marks_two_colours_keeps_its_opacity() -> None:
+    marked, truth = _outlined(scenes(16))
+    mark = estimate_shared_mark(working_gray(image) for image in marked)
+    assert mark is not None
+    matte = _matte(marked, mark)
+    assert matte is not None
+    h, w = matte.alpha.shape
+    laid = np.zeros_like(truth)
+    laid[matte.y:matte.y + h, matte.x:matte.x + w] = matte.alpha
+    strokes = cv2.erode((truth > 0.69).astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    # every single-image matte dips on the white-black seam inside the strokes: their median
+    # alone was more than 0.1 off on 22 % of the stroke pixels when this was written
+    error = np.abs(laid[strokes] - truth[strokes])
+    assert (error > 0.1).mean() < 0.02 and error.mean() < 0.03

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from ._fill import harmonic_fill
 from ._folder import FolderMatte, Match, SharedMark, _placed_mask
 from ._matte import Matte, estimate_matte
 
@@ -68,13 +69,67 @@ def estimate_folder_matte(photos: Iterable[tuple[np.ndarray, Match]],
     unexplained = np.mean([m.unexplained if m.unexplained is not None
                            else np.zeros_like(frame.hole) for m in mattes], axis=0)
     alpha[unexplained >= _FILLED_SHARE] = 1.0
+    seams = _colour_seams(alpha, colour)
+    if seams.any():
+        regressed_alpha, regressed_colour = _regressed([c[frame.inner] for c in crops],
+                                                       frame.hole)
+        alpha[seams] = regressed_alpha[seams]
+        colour[seams] = regressed_colour[seams]
     return FolderMatte(colour, alpha, frame.x, frame.y, frame.size, len(mattes))
+
+
+def _colour_seams(alpha: np.ndarray, colour: np.ndarray) -> np.ndarray:
+    """(h, w) bool: the mark's pixels within a pixel of a seam between two of its colours
+    (white letters in a black outline). A single-image matte gives each pixel one of the
+    mark's colours, so it gets the pixels on such a seam, which blend both, wrong in every
+    photo alike, and the median keeps the error."""
+    shown = alpha > _COLOURED
+    if not shown.any():
+        return np.zeros(alpha.shape, bool)
+    # pixels without the mark's colour take values no colour has, so a neighbourhood that
+    # holds one spreads far past 255 and is not counted
+    high = np.where(shown[..., None], colour, -_NO_COLOUR).astype(np.float32)
+    low = np.where(shown[..., None], colour, _NO_COLOUR).astype(np.float32)
+    spread = (cv2.dilate(high, _K3) - cv2.erode(low, _K3)).max(axis=2)
+    seams = (spread > _SEAM_CONTRAST) & (spread <= 255.0) & (alpha > 0)
+    return np.asarray(cv2.dilate(seams.astype(np.uint8), _K3)) > 0
+
+
+_SEAM_CONTRAST = 100.0  # grey levels between two neighbouring colours of one mark
+_NO_COLOUR = 1e4
+
+
+def _regressed(crops: list[np.ndarray], hole: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Alpha and colour per pixel from the photos jointly, with no model of the mark's
+    colours: at each pixel J_k = a * W + (1 - a) * I_k over the photos k, and the photo
+    I_k is estimated by a membrane fill of the hole from around it (``harmonic_fill``).
+    What the fill misses (the photo's texture) does not depend on the fill, so the slope of
+    J on the fill across photos is 1 - a without bias; it is noisier than the median of the
+    single-image mattes, so it is used only where those are wrong (``_colour_seams``)."""
+    photos = np.stack([crop.astype(np.float32) for crop in crops])  # (k, h, w, 3)
+    fills = np.stack([harmonic_fill(crop, hole) for crop in photos])
+    mean_photo, mean_fill = photos.mean(axis=0), fills.mean(axis=0)
+    photos -= mean_photo
+    fills -= mean_fill
+    slope = (photos * fills).sum(axis=(0, 3)) / np.maximum((fills * fills).sum(axis=(0, 3)),
+                                                            1e-6)
+    alpha = np.clip(1.0 - slope, 0.0, 1.0).astype(np.float32)
+    alpha[~hole | (alpha < _FAINT)] = 0.0
+    blend = mean_photo - slope[..., None] * mean_fill  # a * W
+    colour = np.clip(blend / np.maximum(alpha[..., None], _FAINT), 0.0, 255.0)
+    return alpha, colour.astype(np.float32)
 
 
 def place(matte: FolderMatte, rgb: np.ndarray, match: Match,
           mark: SharedMark) -> tuple[int, int] | None:
     """Top-left of ``matte`` in this image given its working-scale match, refined to the
-    full-resolution pixel; None when the image is not of the matte's size."""
+    full-resolution pixel; None when the image is not of the matte's size.
+
+    The working-scale match leaves up to a working pixel (``reach`` full pixels) open. Of the
+    placements within it, the one whose quick inversion leaves the least edge along the
+    mark's edges wins: inverting at the right place removes the mark's edges, one pixel off
+    it prints them twice. (Correlating edges instead let a textured photo pull thin text a
+    pixel or two off.)"""
     width, height = rgb.shape[1], rgb.shape[0]
     if (width, height) != matte.size:
         return None
@@ -83,14 +138,27 @@ def place(matte: FolderMatte, rgb: np.ndarray, match: Match,
     x = matte.x + round(match.dx * scale)
     y = matte.y + round(match.dy * scale)
     h, w = matte.alpha.shape
-    x0, y0 = max(0, x - reach), max(0, y - reach)
-    x1, y1 = min(width, x + w + reach), min(height, y + h + reach)
-    if x1 - x0 < w or y1 - y0 < h:
+    if x - reach < 0 or y - reach < 0 or x + w + reach > width or y + h + reach > height:
+        return x, y  # at the border: the match's place
+    window = rgb[y - reach:y + h + reach, x - reach:x + w + reach].astype(np.float32)
+    alpha = np.minimum(matte.alpha, _QUICK_OPAQUE)[..., None]
+    mark_part = alpha * matte.colour
+    band = cv2.dilate((_edges(matte.alpha * 255.0) > _EDGE).astype(np.uint8), _K3) > 0
+    if not band.any():
         return x, y
-    window = _edges(rgb[y0:y1, x0:x1])
-    template = _edges(appearance(matte))
-    dx, dy = _best_shift(window, template)
-    return x0 + dx, y0 + dy
+    best, where = math.inf, (x, y)
+    for dy in range(2 * reach + 1):
+        for dx in range(2 * reach + 1):
+            photo = (window[dy:dy + h, dx:dx + w] - mark_part) / (1.0 - alpha)
+            left = float(_edges(photo)[band].mean())
+            if left < best:
+                best, where = left, (x - reach + dx, y - reach + dy)
+    return where
+
+
+_QUICK_OPAQUE = 0.8  # the quick inversion of ``place`` caps alpha here (1 / (1 - a) <= 5)
+_EDGE = 8.0  # a step of 8 / 255 in alpha across 3 px: the mark's edges
+_K3 = np.ones((3, 3), np.uint8)
 
 
 def appearance(matte: FolderMatte, ground: float = 128.0) -> np.ndarray:
@@ -207,7 +275,7 @@ def explains(matte: FolderMatte, x: int, y: int, before: np.ndarray,
              after: np.ndarray) -> bool:
     """Whether inverting the matte at (x, y) took a mark out of ``before`` (giving
     ``after``) rather than printing its negative into a photo that did not carry it: along
-    the mark's edges, the photo's own gradients must be weaker after than before.
+    the mark's edges, the photo's gradients must not come out clearly stronger (``_GHOST``).
 
     A folder's photos that match its mark carry it, nearly always; one that matched by
     chance (a photo from elsewhere with an edge in the right place) would get a ghost of the
@@ -218,8 +286,15 @@ def explains(matte: FolderMatte, x: int, y: int, before: np.ndarray,
     if x1 <= x0 or y1 <= y0:
         return False
     alpha = matte.alpha[y0 - y:y1 - y, x0 - x:x1 - x]
-    edges = _edges(alpha * 255.0) > 8.0  # where the mark has edges (a step of 2 % alpha)
+    edges = _edges(alpha * 255.0) > _EDGE  # where the mark has edges
     if not edges.any():
         return True  # a flat mark has no edges to judge by; the match placed it
     window = (slice(y0, y1), slice(x0, x1))
-    return float(_edges(after[window])[edges].mean()) < float(_edges(before[window])[edges].mean())
+    left = float(_edges(after[window])[edges].mean())
+    return left < _GHOST * float(_edges(before[window])[edges].mean())
+
+
+# Inverting amplifies a photo's noise by 1 / (1 - alpha), so where a mark barely showed (black
+# text over a dark photo) its edges can come out a few per cent stronger though the mark is
+# gone; a mark's negative printed into a photo without it raised them 1.4-13x in tests.
+_GHOST = 1.15
