@@ -165,15 +165,10 @@ def run_methods(item: Item, remover: LocalRemover) -> dict[str, tuple[np.ndarray
 
 
 def _colour_of(comp: synth.Composite) -> np.ndarray:
-    """The mark's colour layer, recovered from the composite's truth and snapped per pixel to
-    the nearest of the colours it was drawn with (so rounding is not cancelled by cheating)."""
-    a = comp.alpha[..., None].astype(np.float64)
-    raw = (comp.image - (1 - a) * comp.clean) / np.maximum(a, 1e-3)
-    names = ("colour", "colour2")
-    palette = np.array([synth.WHITE, synth.BLACK] + [comp.params[n] for n in names
-                                                      if n in comp.params], np.float64)
-    nearest = np.argmin(((raw[:, :, None, :] - palette) ** 2).sum(-1), axis=2)
-    return palette[nearest].astype(np.float32)
+    """The mark's colour layer as it was drawn (synth keeps it): also where two of its
+    colours blend, on the anti-aliased seam between letters and their outline or shadow."""
+    assert comp.colour is not None, "synth composites carry their colour layer"
+    return comp.colour
 
 
 def evaluate(job: tuple[str, int]) -> list[dict[str, Any]]:

@@ -71,6 +71,7 @@ class Composite:
     boxes: tuple[Box, ...]  # x, y, w, h of each mark element (tight to the mask)
     kind: str  # "corner_text", "logo", "logo_text", "tiled", "clean"
     params: dict[str, Any] = field(default_factory=dict)
+    colour: np.ndarray | None = None  # H x W x 3 float32: the mark's colour layer (exact)
 
 
 @dataclass(frozen=True)
@@ -172,7 +173,8 @@ def _finish(image: np.ndarray, alpha: np.ndarray, colour: np.ndarray, boxes: lis
     out = np.clip(np.rint(j), 0, 255).astype(np.uint8)
     tight = tuple(b for b in (_tight(alpha, b) for b in boxes) if b is not None)
     mask = np.where(alpha > MASK_ALPHA, 255, 0).astype(np.uint8)
-    return Composite(out, image.copy(), alpha.astype(np.float32), mask, tight, kind, params)
+    return Composite(out, image.copy(), alpha.astype(np.float32), mask, tight, kind, params,
+                     np.broadcast_to(colour, (*alpha.shape, 3)).astype(np.float32))
 
 
 def no_mark(image: np.ndarray) -> Composite:
