@@ -140,17 +140,23 @@ def place(matte: FolderMatte, rgb: np.ndarray, match: Match,
     h, w = matte.alpha.shape
     if x - reach < 0 or y - reach < 0 or x + w + reach > width or y + h + reach > height:
         return x, y  # at the border: the match's place
-    window = rgb[y - reach:y + h + reach, x - reach:x + w + reach].astype(np.float32)
-    alpha = np.minimum(matte.alpha, _QUICK_OPAQUE)[..., None]
-    mark_part = alpha * matte.colour
-    band = cv2.dilate((_edges(matte.alpha * 255.0) > _EDGE).astype(np.uint8), _K3) > 0
-    if not band.any():
+    band = np.flatnonzero(cv2.dilate((_edges(matte.alpha * 255.0) > _EDGE).astype(np.uint8),
+                                     _K3))
+    if not band.size:
         return x, y
+    # on gray: the inversion is per pixel and linear, so it commutes with the channel mean
+    window = rgb[y - reach:y + h + reach, x - reach:x + w + reach].mean(axis=2,
+                                                                       dtype=np.float32)
+    alpha = np.minimum(matte.alpha, _QUICK_OPAQUE)
+    mark_part = alpha * matte.colour.mean(axis=2)
+    gain = 1.0 / (1.0 - alpha)
     best, where = math.inf, (x, y)
     for dy in range(2 * reach + 1):
         for dx in range(2 * reach + 1):
-            photo = (window[dy:dy + h, dx:dx + w] - mark_part) / (1.0 - alpha)
-            left = float(_edges(photo)[band].mean())
+            photo = (window[dy:dy + h, dx:dx + w] - mark_part) * gain
+            gx = cv2.Sobel(photo, cv2.CV_32F, 1, 0, ksize=3).ravel()[band]
+            gy = cv2.Sobel(photo, cv2.CV_32F, 0, 1, ksize=3).ravel()[band]
+            left = float(np.hypot(gx, gy).mean())
             if left < best:
                 best, where = left, (x - reach + dx, y - reach + dy)
     return where
