@@ -29,7 +29,7 @@ from clearmark import clean, detect
 from clearmark._pipeline import CleanTask, Input, Record, find_inputs, run
 
 from extras import require
-from photos import photo, save, with_text
+from photos import photo, save, scenes, with_emblem, with_text
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -239,3 +239,25 @@ def test_cli_engine_ray_matches_the_local_engine(ray: ModuleType, tmp_path: Path
                  "--jobs", "2"]) == 0
     for name in ("wm.jpg", "clean.png"):
         assert (tmp_path / "ray" / name).read_bytes() == (tmp_path / "local" / name).read_bytes()
+
+
+def test_cli_engine_ray_removes_a_folder_mark_with_its_matte_as_the_local_engine_does(
+        ray: ModuleType, tmp_path: Path) -> None:
+    """Ray learns the folder's mark and its matte in a pass before the job; the local engine
+    learns them as it goes. Both invert the same matte, to the byte."""
+    from clearmark._cli import main
+
+    marked, _ = with_emblem(scenes(12))
+    src = tmp_path / "app"
+    for i, image in enumerate(marked):
+        save(src / f"{i:02d}.png", image)
+    outputs = {}
+    for engine in ("local", "ray"):
+        report = tmp_path / f"{engine}.jsonl"
+        assert main(["clean", str(src), "--out", str(tmp_path / engine), "--engine", engine,
+                     "--jobs", "2", "--jsonl", str(report)]) == 0
+        records = [json.loads(line) for line in report.read_text().splitlines()]
+        assert {r["regions"][0]["method"] for r in records} == {"folder-matte"}
+        outputs[engine] = {name: (tmp_path / engine / name).read_bytes()
+                           for name in sorted(p.name for p in src.iterdir())}
+    assert outputs["ray"] == outputs["local"]
