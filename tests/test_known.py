@@ -34,6 +34,14 @@ def folder() -> tuple[list[np.ndarray], list[np.ndarray], SharedMark]:
     return clean, marked, mark
 
 
+@pytest.fixture(scope="module")
+def matte(folder: tuple[list[np.ndarray], list[np.ndarray], SharedMark]) -> FolderMatte:
+    _, marked, mark = folder
+    estimated = _matte(marked, mark)
+    assert estimated is not None
+    return estimated
+
+
 def _matte(images: list[np.ndarray], mark: SharedMark) -> FolderMatte | None:
     return estimate_folder_matte(
         ((image, match_shared_mark(working_gray(image), mark)) for image in images), mark)
@@ -44,11 +52,8 @@ def _psnr(out: np.ndarray, clean: np.ndarray, zone: np.ndarray) -> float:
     return float(10 * np.log10(255.0**2 / max(np.mean(diff * diff), 1e-9)))
 
 
-def test_the_matte_recovers_the_marks_alpha_and_colour(
-        folder: tuple[list[np.ndarray], list[np.ndarray], SharedMark]) -> None:
-    _, marked, mark = folder
-    matte = _matte(marked, mark)
-    assert matte is not None and matte.support == 16 and matte.size == (640, 480)
+def test_the_matte_recovers_the_marks_alpha_and_colour(matte: FolderMatte) -> None:
+    assert matte.support == 16 and matte.size == (640, 480)
     truth = _emblem(480, 640) * OPACITY
     h, w = matte.alpha.shape
     laid = np.zeros_like(truth)
@@ -60,10 +65,8 @@ def test_the_matte_recovers_the_marks_alpha_and_colour(
 
 
 def test_the_folder_matte_beats_each_photos_own_matte(
-        folder: tuple[list[np.ndarray], list[np.ndarray], SharedMark]) -> None:
+        folder: tuple[list[np.ndarray], list[np.ndarray], SharedMark], matte: FolderMatte) -> None:
     clean, marked, mark = folder
-    matte = _matte(marked, mark)
-    assert matte is not None
     remover = LocalRemover()
     zone = _emblem(480, 640) > 0.02
     own, shared = [], []
@@ -87,10 +90,8 @@ def _with_box(detection: Detection) -> Detection:
 
 
 def test_a_moved_mark_is_placed_to_the_pixel(
-        folder: tuple[list[np.ndarray], list[np.ndarray], SharedMark]) -> None:
-    clean, marked, mark = folder
-    matte = _matte(marked, mark)
-    assert matte is not None
+        folder: tuple[list[np.ndarray], list[np.ndarray], SharedMark], matte: FolderMatte) -> None:
+    clean, _, mark = folder
     for dx, dy in ((-7, 5), (3, -4), (1, 1)):
         moved, _ = with_emblem([np.roll(clean[2], (-dy, -dx), axis=(0, 1))], OPACITY)
         moved_image = np.roll(moved[0], (dy, dx), axis=(0, 1))  # the photo back, the mark moved
@@ -111,11 +112,9 @@ def test_too_few_photos_give_no_matte_and_other_sizes_do_not_vote(
 
 
 def test_a_mark_file_keeps_its_matte(
-        folder: tuple[list[np.ndarray], list[np.ndarray], SharedMark],
+        folder: tuple[list[np.ndarray], list[np.ndarray], SharedMark], matte: FolderMatte,
         tmp_path: Path) -> None:
-    _, marked, mark = folder
-    matte = _matte(marked, mark)
-    assert matte is not None
+    mark = folder[2]
     path = tmp_path / "mark.npz"
     SharedMark(mark.gx, mark.gy, mark.mask, mark.box, mark.shape, mark.support,
                matte).save(path)
@@ -139,10 +138,8 @@ def test_support_is_the_pixels_the_matte_rewrites() -> None:
 
 
 def test_a_photo_without_the_mark_is_not_inverted_with_it(
-        folder: tuple[list[np.ndarray], list[np.ndarray], SharedMark]) -> None:
-    clean, marked, mark = folder
-    matte = _matte(marked, mark)
-    assert matte is not None
+        folder: tuple[list[np.ndarray], list[np.ndarray], SharedMark], matte: FolderMatte) -> None:
+    clean, marked, _ = folder
     remover = LocalRemover()
     for image, original in zip(marked[:4], clean[:4], strict=True):
         inverted = remover.remove_known(image, matte.colour, matte.alpha, matte.x, matte.y)
