@@ -476,9 +476,10 @@ def run(task: Callable[[Input], Record], items: Iterable[Input], *, jobs: int = 
     decision pass itself, so no image is decoded twice for it: the first ``LOOK_AT`` files of
     each folder not yet in the store are decided without evidence, and their records are held
     back with the working copy of each image. When those files are in, each aspect group's
-    mark is estimated from them and written to the store; the images the mark changes are
-    finished with it (``refit``) or done again, and the folder's later files are decided with
-    it. At most ``LOOK_AT`` records more are in memory.
+    mark is estimated from them and written to the store (for a task that ``fits_mattes``,
+    with its matte, from up to 16 of those files decoded again); the images the mark changes,
+    or that carry a mark with a matte, are finished with it (``refit``) or done again, and the
+    folder's later files are decided with it. At most ``LOOK_AT`` records more are in memory.
     """
     if learn is not None and not (hasattr(task, "sample") and hasattr(task, "refit")):
         raise TypeError(f"{type(task).__name__} cannot learn folder marks as it goes "
