@@ -8,10 +8,16 @@ and drops each photo's error. Inverting with that shared matte (``remove_known_m
 recovers every photo of the folder about as well as the true colour and alpha would.
 
 The photos are aligned first: the folder's mark is matched at working scale (``_folder``),
-which places it to within a working pixel, and the match is refined at full resolution by
-correlating gradient magnitudes (the mark's edges are the one thing all the photos share
-there). A matte fits photos of the size it was estimated at; others are left to the
-single-image remover. Everything here is a pure function of arrays.
+which places it to within a working pixel, and each crop is moved at full resolution to
+where its gradient magnitudes best fit the median of all the crops' (the mark's edges are the
+one thing all the photos share there). Where the mark has two colours side by side, the
+median of single-image mattes errs alike in every photo, and a regression over the photos
+takes over (``_colour_seams``, ``_regressed``).
+
+In each photo to clean, the matte is placed to the pixel (``place``) and its inversion is
+kept only if it takes the mark's edges out rather than printing them in (``explains``). A
+matte fits photos of the size it was estimated at; others are left to the single-image
+remover. Everything here is a pure function of arrays.
 """
 
 from __future__ import annotations
@@ -165,13 +171,6 @@ def place(matte: FolderMatte, rgb: np.ndarray, match: Match,
 _QUICK_OPAQUE = 0.8  # the quick inversion of ``place`` caps alpha here (1 / (1 - a) <= 5)
 _EDGE = 8.0  # a step of 8 / 255 in alpha across 3 px: the mark's edges
 _K3 = np.ones((3, 3), np.uint8)
-
-
-def appearance(matte: FolderMatte, ground: float = 128.0) -> np.ndarray:
-    """The mark as it shows over a flat mid-grey photo (float32 RGB): its edges are the
-    ones a photo carrying it shows, also between its colours (a letter and its outline)."""
-    alpha = matte.alpha[..., None]
-    return (alpha * matte.colour + (1.0 - alpha) * ground).astype(np.float32)
 
 
 @dataclass(frozen=True)
