@@ -7,8 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from clearmark._detect import _FOLDER_MATCH, DetectorConfig, detect_array
+from clearmark._detect import DetectorConfig, detect_array
 from clearmark._folder import (
+    MATCHED,
     MIN_IMAGES,
     WORKING_WIDTH,
     SharedMark,
@@ -63,7 +64,7 @@ def test_photos_without_the_mark_do_not_match(
     _, _, mark = folder
     for image in scenes(7, 640, 480):
         flipped = np.ascontiguousarray(image[::-1])  # unseen framing
-        assert match_shared_mark(working_gray(flipped), mark).score < _FOLDER_MATCH
+        assert match_shared_mark(working_gray(flipped), mark).score < MATCHED
         assert not detect_array(flipped, marks=[mark]).watermarked
 
 

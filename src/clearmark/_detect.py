@@ -25,6 +25,7 @@ import cv2
 import numpy as np
 
 from ._folder import (
+    MATCHED,
     WORKING_WIDTH,
     Match,
     SharedMark,
@@ -281,7 +282,7 @@ def _shared_mark(gray: np.ndarray | None, size: tuple[int, int], mark: SharedMar
     if gray is None or abs(width / height - mark.aspect) > 0.01 * mark.aspect:
         return None
     match = match_shared_mark(gray, mark)
-    score = _sigmoid(12.0 * (match.score - _FOLDER_MATCH))
+    score = _sigmoid(12.0 * (match.score - MATCHED))
     if score < config.threshold:
         return None
     region = mark_region(mark, match, width, height)
@@ -464,8 +465,6 @@ def _stroke_response(strip: np.ndarray, bright: bool, ksize: int) -> np.ndarray:
     return np.asarray(cv2.max(cv2.max(red, green), blue))  # cv2: far faster than ndarray.max
 
 
-_FOLDER_MATCH = 0.3  # gradient correlation that scores 0.5 (shared marks score 0.3-0.8,
-# other photos below 0.2 on the synthetic folders of bench/)
 _PIECE_BAR = 0.2  # a piece may extend a line if it scores this share of the threshold
 _RIVAL = 0.2  # a line of the other polarity this much stronger at the same place wins
 _MIN_LETTER_ASPECT = 0.3  # most letters of a line are wider than this share of their height

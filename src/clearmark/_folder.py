@@ -28,6 +28,8 @@ from ._regions import Region
 WORKING_WIDTH = 512  # images of a group are compared at this width
 MIN_IMAGES = 8  # fewer photos than this cannot separate a mark from chance agreement
 MAX_SAMPLE = 32  # the median needs no more; memory stays flat for any folder size
+MATCHED = 0.3  # gradient correlation at which a photo carries a folder's mark: detection
+# scores it 0.5 (shared marks score 0.3-0.8, other photos below 0.2 on bench/'s folders)
 
 
 @dataclass(frozen=True, eq=False)

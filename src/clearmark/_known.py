@@ -31,12 +31,11 @@ import cv2
 import numpy as np
 
 from ._fill import harmonic_fill
-from ._folder import FolderMatte, Match, SharedMark, _placed_mask
+from ._folder import FolderMatte, Match, SharedMark, _gradients, _placed_mask
 from ._matte import Matte, estimate_matte
 
 MIN_PHOTOS = 6  # fewer single-image mattes than this do not out-vote one photo's texture
 MAX_PHOTOS = 16  # the median needs no more; each costs a full decode and a matte
-MIN_MATCH = 0.3  # a photo votes when it matches the folder's mark as well as detection asks
 _PAD = 8  # px of photo around the mark in each crop: the single-image matte's context
 _HOLE_GROW = 2  # px the mark's working-scale mask is grown by at full scale (as detection does)
 _FAINT = 0.02  # alpha below this is the median of noise, not of the mark: left at 0
@@ -160,9 +159,8 @@ def place(matte: FolderMatte, rgb: np.ndarray, match: Match,
     for dy in range(2 * reach + 1):
         for dx in range(2 * reach + 1):
             photo = (window[dy:dy + h, dx:dx + w] - mark_part) * gain
-            gx = cv2.Sobel(photo, cv2.CV_32F, 1, 0, ksize=3).ravel()[band]
-            gy = cv2.Sobel(photo, cv2.CV_32F, 0, 1, ksize=3).ravel()[band]
-            left = float(np.hypot(gx, gy).mean())
+            gx, gy = _gradients(photo)
+            left = float(np.hypot(gx.ravel()[band], gy.ravel()[band]).mean())
             if left < best:
                 best, where = left, (x - reach + dx, y - reach + dy)
     return where
@@ -231,9 +229,7 @@ def _edges(image: np.ndarray) -> np.ndarray:
     gray = image.astype(np.float32)
     if gray.ndim == 3:
         gray = gray.mean(axis=2)
-    gx = cv2.Sobel(gray, cv2.CV_32F, 1, 0, ksize=3)
-    gy = cv2.Sobel(gray, cv2.CV_32F, 0, 1, ksize=3)
-    return np.hypot(gx, gy)  # not cv2.magnitude: its last bit follows memory alignment
+    return np.hypot(*_gradients(gray))  # not cv2.magnitude: its last bit follows alignment
 
 
 def _best_shift(window: np.ndarray, template: np.ndarray) -> tuple[int, int]:

@@ -27,6 +27,7 @@ import numpy as np
 
 from ._errors import ClearmarkError
 from ._folder import (
+    MATCHED,
     MAX_SAMPLE,
     WORKING_WIDTH,
     SharedMark,
@@ -35,7 +36,7 @@ from ._folder import (
     working_gray,
 )
 from ._imageio import LoadLimits, load_image, write_bytes_atomic
-from ._known import MAX_PHOTOS, MIN_MATCH, estimate_folder_matte
+from ._known import MAX_PHOTOS, estimate_folder_matte
 
 
 def folder_key(path: Path) -> str:
@@ -197,7 +198,7 @@ def with_matte(mark: SharedMark, paths: Iterable[Path], limits: LoadLimits) -> S
             except ClearmarkError:
                 continue  # the main pass reports it
             match = match_shared_mark(working_gray(rgb), mark)
-            if match.score >= MIN_MATCH:
+            if match.score >= MATCHED:  # as clearly as detection asks
                 yield rgb, match
 
     matte = estimate_folder_matte(carriers(), mark)

@@ -655,18 +655,18 @@ class _Learning:
         """Estimate each aspect group's mark (from its first ``MAX_SAMPLE`` images) and
         record every group in the store, before any of the folder's records is yielded."""
         groups: list[tuple[float, list[np.ndarray]]] = []
+        sampled: list[tuple[Path, float]] = []  # every sampled file: the matte's candidates
         for record in records:
             gray = record.get(_GRAY)
             if gray is None:
                 continue
-            sample = sample_for(groups, record["width"] / record["height"])
+            aspect = record["width"] / record["height"]
+            sampled.append((Path(record["path"]), aspect))
+            sample = sample_for(groups, aspect)
             if sample is not None:
                 sample.append(gray.astype(np.float32))
-        fit = None
-        if getattr(self.task, "fits_mattes", False):
-            sampled = [(Path(record["path"]), record["width"] / record["height"])
-                       for record in records if record.get(_GRAY) is not None]
-            fit = matte_fit(sampled, self.task.limits)
+        fit = matte_fit(sampled, self.task.limits) if getattr(self.task, "fits_mattes",
+                                                              False) else None
         marks = settle(folder, groups, self.store, fit)  # a group below MIN_IMAGES has no mark
         if folder not in self.store.index:
             self.store.index[folder] = []  # learned: nothing to learn there
