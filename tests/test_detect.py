@@ -149,6 +149,26 @@ def test_without_the_colour_recut_that_text_is_missed(monkeypatch: pytest.Monkey
     assert not detect(image).watermarked
 
 
+def test_text_over_grass_parts_from_the_blades_at_the_busy_cut() -> None:
+    # over grass every usual cut glues the letters to the blades; only the higher cut tried
+    # on busy strips lets them part into a line
+    image, truth = with_text(photo("grass"), "@lumen_sunny_85", corner="bl", opacity=0.65,
+                             height_share=0.05)
+    detection = detect(image)
+    assert detection.watermarked
+    covered = regions_to_mask(detection.regions, *image.shape[:2]) > 0
+    assert covered[truth > 0].mean() > 0.8
+    assert covered.mean() < 0.05
+
+
+def test_without_the_busy_cut_that_text_is_missed(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the case above really needs the busy cut (if this fails, the test above proves nothing)
+    monkeypatch.setattr(_detect, "_BUSY_FLOOR", float("inf"))
+    image, _ = with_text(photo("grass"), "@lumen_sunny_85", corner="bl", opacity=0.65,
+                         height_share=0.05)
+    assert not detect(image).watermarked
+
+
 def test_a_page_of_text_in_one_colour_stays_clean_after_the_recut() -> None:
     # page text is one colour too: the re-cut must find it crowded, not alone
     image = Image.fromarray(np.array(photo("rocket")))
