@@ -1,14 +1,20 @@
 """Fit the text-line scorer (models/text_lines.json) on the tuning set.
 
-    python bench/calibrate.py [--quick] [--fp 0.01]
+    python bench/calibrate.py [--quick] [--fp 0.01] [--scale K]
+    python bench/calibrate.py --scale 3 --fp 0       # what made models/text_lines.json
 
 Every candidate line the detector proposes on the tuning set's corner-text, logo+text, clean
 and hard-clean images is labelled from the exact truth: a mark's line if at least 15 % of its
 box is watermark pixels, background if almost none is (in-between boxes are left out). A
 logistic regression (L2, Newton steps) is fitted to the lines' cues; then the bias is moved so
-that at most ``--fp`` of the clean photos have any line scoring 0.5 or more, which makes the
-default threshold of 0.5 mean "1 % false positives on ordinary photos" (the issue asks for a
-calibration of at most 1 %). The reporting set is never looked at here.
+that at most ``--fp`` of the clean photos (and ``--hard-fp`` of the hard clean ones) have any
+line scoring 0.5 or more (the issue asks for a calibration of at most 1 %). ``--scale K`` fits
+on K times the tuning set's items (new seeds of the same tuning distribution) and moves the
+bias on as many clean and hard clean tuning photos again that the fit never saw: a quantile
+read off the fitted photos themselves is optimistic (0.7 % on them was 2.7 % on 600 others).
+The shipped model asks for no held-out clean photo at all (``--fp 0``), which leaves a margin
+for real scene structure such as the launch tower the tests use. The reporting set is never
+looked at here.
 """
 
 from __future__ import annotations
@@ -124,8 +130,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--evaluate", action="store_true",
                         help="only score the shipped models/text_lines.json on the tuning set")
     parser.add_argument("--dry-run", action="store_true", help="print, do not write the model")
+    parser.add_argument("--scale", type=int, default=1, metavar="K",
+                        help="K times the tuning set's items of each kind (more of the same "
+                        "tuning distribution, new seeds; never the reporting set)")
     args = parser.parse_args(argv)
-    specs = dataset.specs("tune", quick=args.quick, kinds=KINDS, cjk=dataset_cjk() is not None)
+    specs = tuning_specs(args.quick, args.scale)
     with ProcessPoolExecutor() as pool:
         results = list(pool.map(lines_of, specs, chunksize=4))
     rows = [(f, label) for _, lines in results for f, label in lines if label >= 0]
@@ -143,23 +152,61 @@ def main(argv: list[str] | None = None) -> int:
         w = np.zeros(len(TEXT_FEATURES) + 1)
         w[np.append(keep, True)] = fit(x[:, keep], y)
     # move the bias so that the (1 - fp) quantile of clean images' best logit sits at 0, and
-    # the (1 - hard_fp) quantile of hard clean ones
-    shift = max(_quantile(results, "clean", w, 1 - args.fp),
-                _quantile(results, "clean_hard", w, 1 - args.hard_fp), 0.0)
+    # the (1 - hard_fp) quantile of hard clean ones: on clean photos the weights were not
+    # fitted on when there are such (--scale), since a quantile read off the fitted photos
+    # themselves is optimistic (0.7 % in-sample was 2.7 % on 600 new photos)
+    held = held_out(args.quick, args.scale) if args.scale > 1 else []
+    if held:
+        with ProcessPoolExecutor() as pool:
+            calibration = list(pool.map(lines_of, held, chunksize=4))
+    else:
+        calibration = results
+    shift = max(_quantile(calibration, "clean", w, 1 - args.fp),
+                _quantile(calibration, "clean_hard", w, 1 - args.hard_fp), 0.0)
     w[-1] -= shift + 1e-6
     _report(results, w, len(rows), int(y.sum()))
+    if held:
+        print("held-out clean photos (the bias was set on these):")
+        _report(calibration, w, 0, 0, weights=False)
     if not args.dry_run:
+        made = "bench/calibrate.py" + (f" --scale {args.scale}" if args.scale > 1 else "")
+        which = "held-out" if held else "its"
         MODEL.write_text(json.dumps({
             "about": "Logistic weights of the text-line score (see clearmark/_detect.py), "
-                     "fitted by bench/calibrate.py on the tuning set; the bias puts the "
-                     f"threshold 0.5 at <= {args.fp:.0%} false positives on its clean photos "
-                     f"and <= {args.hard_fp:.0%} on its hard clean ones.",
+                     f"fitted by {made} on the tuning set; the bias puts the threshold 0.5 at "
+                     f"<= {args.fp:.0%} false positives on {which} clean photos and "
+                     f"<= {args.hard_fp:.0%} on {which} hard clean ones.",
             "features": list(TEXT_FEATURES),
             "weights": [round(float(v), 5) for v in w[:-1]],
             "bias": round(float(w[-1]), 5),
         }, indent=2) + "\n", encoding="utf-8")
         print(f"wrote {MODEL}")
     return 0
+
+
+def tuning_specs(quick: bool, scale: int) -> list[dataset.ItemSpec]:
+    """The tuning set's items of the kinds fitted on; with ``scale`` K > 1, K times as many
+    of each kind (the first ones are the set's own)."""
+    cjk = dataset_cjk() is not None
+    specs = dataset.specs("tune", quick=quick, kinds=KINDS, cjk=cjk)
+    if scale <= 1:
+        return specs
+    counts = dataset.QUICK_COUNTS if quick else dataset.FULL_COUNTS
+    for kind in KINDS:
+        for i in range(counts[kind], scale * counts[kind]):
+            if kind == "corner_text" and dataset.is_cjk(i) and not cjk:
+                continue
+            specs.append(dataset.ItemSpec("tune", kind, i, dataset.seed_of("tune", kind, i)))
+    return specs
+
+
+def held_out(quick: bool, scale: int) -> list[dataset.ItemSpec]:
+    """Clean and hard clean tuning photos beyond those ``tuning_specs`` fits on: as many
+    again of each."""
+    counts = dataset.QUICK_COUNTS if quick else dataset.FULL_COUNTS
+    return [dataset.ItemSpec("tune", kind, i, dataset.seed_of("tune", kind, i))
+            for kind in ("clean", "clean_hard")
+            for i in range(scale * counts[kind], 2 * scale * counts[kind])]
 
 
 def _quantile(results: list[tuple[str, list[tuple[tuple[float, ...], int]]]], kind: str,
@@ -172,11 +219,14 @@ def _quantile(results: list[tuple[str, list[tuple[tuple[float, ...], int]]]], ki
 
 
 def _report(results: list[tuple[str, list[tuple[tuple[float, ...], int]]]], w: np.ndarray,
-            n_lines: int, n_pos: int) -> None:
-    print(f"{n_lines} labelled lines ({n_pos} watermark), {len(results)} images")
-    for name, value in zip([*TEXT_FEATURES, "bias"], w, strict=True):
-        print(f"  {name:14s} {value:+.3f}")
+            n_lines: int, n_pos: int, weights: bool = True) -> None:
+    if weights:
+        print(f"{n_lines} labelled lines ({n_pos} watermark), {len(results)} images")
+        for name, value in zip([*TEXT_FEATURES, "bias"], w, strict=True):
+            print(f"  {name:14s} {value:+.3f}")
     for kind in KINDS:
+        if not any(k == kind for k, _ in results):
+            continue
         scores = image_scores([lines for k, lines in results if k == kind], w)
         rate = float((scores >= 0).mean()) if len(scores) else float("nan")
         print(f"  {kind:12s} n={len(scores):3d}  flagged (any line >= 0.5): {rate:6.1%}")
