@@ -114,3 +114,23 @@ def with_stamp(rgb: np.ndarray, x: int, y: int, scale: float = 1.0,
     draw.text((x + 2.3 * r, cy), "lumen", fill=255, font=font(round(28 * scale)), anchor="lm")
     alpha = np.asarray(layer, np.float32)[:, :, None] / 255.0 * opacity
     return np.rint(alpha * 255 + (1 - alpha) * rgb).astype(np.uint8)
+
+
+def with_lockup(rgb: np.ndarray, text: str = "@sunny_days_88", *, opacity: float = 0.45,
+                size: int = 22) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+    """An app-style mark in the bottom-right corner: a white disc with a hole (2.2 x the font
+    size) right before a handle, one blend; return (image, the disc's box)."""
+    height, width = rgb.shape[:2]
+    layer = Image.new("L", (width, height), 0)
+    draw = ImageDraw.Draw(layer)
+    left, top, right, bottom = draw.textbbox((0, 0), text, font=font(size))
+    side = round(size * 2.2)
+    x, y = width - 20 - (side + side // 5 + right - left), height - 20 - side
+    cx, cy, r = x + side / 2, y + side / 2, side / 2
+    draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=255)
+    draw.ellipse((cx - 0.45 * r, cy - 0.45 * r, cx + 0.45 * r, cy + 0.45 * r), fill=0)
+    draw.text((x + side + side // 5 - left, cy - (bottom + top) / 2), text, fill=255,
+              font=font(size))
+    alpha = np.asarray(layer, np.float32)[:, :, None] / 255.0 * opacity
+    out = alpha * 255.0 + (1 - alpha) * rgb.astype(np.float32)
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8), (x, y, side, side)

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from clearmark._logo import LogoFinding, find_logos, logo_mask
+from clearmark import _logo, detect
+from clearmark._logo import LogoFinding, beside_zones, find_logos, logo_mask
 
-from photos import photo
+from photos import photo, with_lockup
 
 WHITE, BLACK = (255, 255, 255), (0, 0, 0)
 
@@ -198,3 +199,32 @@ def test_bad_arguments_are_refused() -> None:
 def test_flat_and_tiny_images_give_nothing() -> None:
     assert find_logos(np.full((300, 400, 3), 128, np.uint8)) == []
     assert find_logos(np.zeros((16, 16, 3), np.uint8)) == []
+
+
+def test_a_logo_right_before_its_handle_is_found_in_a_window_beside_the_line() -> None:
+    image, (x, y, w, h) = with_lockup(photo("coffee"), opacity=0.45, size=22)
+    logos = [r for r in detect(image).regions if r.kind == "logo"]
+    assert len(logos) == 1
+    (logo,) = logos
+    assert abs(logo.x - x) <= 4 and abs(logo.y - y) <= 4
+    assert abs(logo.width - w) <= 6 and abs(logo.height - h) <= 6
+
+
+def test_without_the_windows_beside_lines_that_logo_is_missed(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # the case above needs them: the band's own window there is won by the letters
+    monkeypatch.setattr(_logo, "beside_zones", lambda lines, height, width: [])
+    image, _ = with_lockup(photo("coffee"), opacity=0.45, size=22)
+    assert not [r for r in detect(image).regions if r.kind == "logo"]
+
+
+def test_windows_beside_a_line_sit_before_and_after_it_inside_the_image() -> None:
+    zones = beside_zones([(100.0, 50.0, 80.0, 10.0)], 120, 300)
+    assert [spots[0][0] for _, spots in zones] == ["lb", "la"]
+    (before, _), (after, _) = zones
+    assert before == (72, 40, 30, 30)  # 3 line heights square, 0.2 of one over the line
+    assert after == (178, 40, 30, 30)
+    (clamped, _), _ = beside_zones([(10.0, 1.0, 40.0, 10.0)], 20, 300)
+    assert clamped == (0, 0, 12, 20)  # cut to the image
+    assert [s[0][0] for _, s in beside_zones([(2.0, 1.0, 40.0, 10.0)], 20, 300)] == ["la"]
+    assert beside_zones([(10.0, 10.0, 20.0, 2.0)], 100, 100) == []  # too small to hold a logo

@@ -141,7 +141,7 @@ def find(rgb: np.ndarray, size: tuple[int, int], config: DetectorConfig = DEFAUL
     lines = _accept(find_text_lines(small, config), config.threshold, config.min_chars)
     gray = working_gray(small) if marks or config.templates else None  # for both, once
     finding = Finding(size, scale, tuple(lines), (), _tiled(small, config),
-                      _logos(small, config), _templates(gray, size, config), (), 0.0)
+                      _logos(small, config, lines), _templates(gray, size, config), (), 0.0)
     return with_marks(finding, gray, marks, config) if marks else _assembled(finding, config)
 
 
@@ -186,11 +186,15 @@ def _tiled(small: np.ndarray, config: DetectorConfig) -> TiledFinding | None:
     return tiled if tiled is not None and tiled.score >= config.threshold else None
 
 
-def _logos(small: np.ndarray, config: DetectorConfig) -> tuple[LogoFinding, ...]:
-    """Semi-transparent logos (none in an image too small to show one's outline)."""
+def _logos(small: np.ndarray, config: DetectorConfig,
+           lines: Sequence[_Line] = ()) -> tuple[LogoFinding, ...]:
+    """Semi-transparent logos (none in an image too small to show one's outline), also right
+    beside the accepted text lines (an app's logo before its handle)."""
     if min(small.shape[:2]) < LOGO_MIN_SIDE:
         return ()
-    return tuple(find_logos(small, config.threshold))
+    beside = [(line.x, line.y, line.width, line.height) for line in lines
+              if line.n_chars >= config.min_chars and line.score >= config.threshold]
+    return tuple(find_logos(small, config.threshold, beside))
 
 
 _TEMPLATE_MATCH = 0.72  # gradient correlation that scores 0.5 for a template searched

@@ -58,6 +58,7 @@ returned in the caller's pixels.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import cv2
@@ -110,11 +111,14 @@ class _Candidate:
     opacity: float = 0.0
 
 
-def find_logos(rgb: np.ndarray, threshold: float = THRESHOLD) -> list[LogoFinding]:
+def find_logos(rgb: np.ndarray, threshold: float = THRESHOLD,
+               beside: Sequence[tuple[float, float, float, float]] = ()) -> list[LogoFinding]:
     """Semi-transparent logos along the top and bottom and in the centre of an RGB image.
 
     rgb : (H, W, 3) uint8, RGB; about ``WORKING_SIDE`` px on its longer side (a larger one is
         reduced first; boxes are still in ``rgb``'s pixels).
+    beside : boxes (x, y, w, h, in ``rgb``'s pixels) of text lines found in the image; a logo
+        is also looked for right beside each (see ``beside_zones``).
     Returns the candidates scoring at least ``threshold``, best first.
     """
     _check_rgb(rgb)
@@ -122,7 +126,8 @@ def find_logos(rgb: np.ndarray, threshold: float = THRESHOLD) -> list[LogoFindin
         raise ValueError("threshold must be in [0, 1]")
     work, factor = _to_working(rgb)
     found = []
-    for cand in candidates(work):
+    lines = [(x / factor, y / factor, w / factor, h / factor) for x, y, w, h in beside]
+    for cand in candidates(work, lines):
         score = _score(cand.features)
         if score >= threshold:
             found.append(_to_caller(cand, score, factor))
@@ -153,10 +158,11 @@ def logo_mask(finding: LogoFinding, scale: float, width: int, height: int,
 # ----------------------------------------------------------------------------- candidates
 
 
-def candidates(work: np.ndarray) -> list[_Candidate]:
+def candidates(work: np.ndarray,
+               beside: Sequence[tuple[float, float, float, float]] = ()) -> list[_Candidate]:
     """The proposed candidates (at most one per window and mark hypothesis), with their cues.
 
-    work : (H, W, 3) uint8 RGB at working size.
+    work : (H, W, 3) uint8 RGB at working size. beside : text lines' boxes, working pixels.
     """
     height, width = work.shape[:2]
     half = cv2.resize(work, (max(1, width // 2), max(1, height // 2)),
@@ -164,7 +170,9 @@ def candidates(work: np.ndarray) -> list[_Candidate]:
     luma = _luma(half)
     short = min(half.shape[:2])
     out = []
-    for (x0, y0, w, h), spots in zones(half.shape[0], half.shape[1]):
+    areas = zones(half.shape[0], half.shape[1]) + beside_zones(
+        [(x / 2, y / 2, w / 2, h / 2) for x, y, w, h in beside], half.shape[0], half.shape[1])
+    for (x0, y0, w, h), spots in areas:
         crop = luma[y0:y0 + h, x0:x0 + w]
         for mark in _MARK_COLOURS:
             vote = _vote(crop, mark, short)
@@ -197,6 +205,30 @@ def zones(height: int, width: int) -> list[tuple[tuple[int, int, int, int],
     return [((0, 0, width, side), [("t" + n, lo, hi) for n, lo, hi in spots]),
             ((0, height - side, width, side), [("b" + n, lo, hi) for n, lo, hi in spots]),
             (centre, [("cc", 0, side_w)])]
+
+
+_BESIDE = 3.0  # side of the window beside a text line, in line heights: an app's logo is
+# about two to three times its handle's letters high, and sits just before (or after) them
+
+
+def beside_zones(lines: Sequence[tuple[float, float, float, float]], height: int,
+                 width: int) -> list[tuple[tuple[int, int, int, int], list[tuple[str, int, int]]]]:
+    """Windows right before and right after each text line (x, y, w, h at the vote's scale):
+    a logo beside its handle shares a band window with the letters, whose closed shapes can
+    win that window's vote; a window of its own, where the letters barely reach, lets it be
+    the best meeting point there. Same format as ``zones``."""
+    out = []
+    for x, y, w, h in lines:
+        side = round(_BESIDE * h)
+        if side < 8:
+            continue
+        y0 = min(max(0, round(y + h / 2 - side / 2)), max(0, height - side))
+        overlap = round(0.2 * h)
+        for name, x0 in (("lb", round(x) + overlap - side), ("la", round(x + w) - overlap)):
+            x0, x1 = max(0, x0), min(width, x0 + side)
+            if x1 - x0 >= 8 and min(side, height) >= 8:
+                out.append(((x0, y0, x1 - x0, min(side, height)), [(name, 0, x1 - x0)]))
+    return out
 
 
 @dataclass(frozen=True)
