@@ -129,12 +129,27 @@ def test_text_colour_is_the_commonest_colour_and_tells_how_much_is_glued() -> No
     assert alone < 0.01  # text of one colour: nothing to re-cut
 
 
-def test_faint_text_glued_to_a_launch_tower_is_found_by_its_colour() -> None:
-    # at 0.4 opacity over the tower's girders and lights every stroke cut either glues the
-    # letters to the girders or breaks them into pieces; the strokes of the text's own colour
-    # make the line
-    image, truth = with_text(photo("rocket"), "@sunny_days_88", corner="br", opacity=0.4,
-                             height_share=0.045)
+# Text that one mechanism of the text stage alone finds: the case, and the module setting that
+# switches the mechanism off.
+# - colour recut: at 0.4 opacity over a launch tower's girders and lights every stroke cut
+#   either glues the letters to the girders or breaks them into pieces; the strokes of the
+#   text's own colour make the line;
+# - busy cut: over grass every usual cut glues the letters to the blades; only the higher cut
+#   tried on busy strips lets them part into a line.
+NEEDS_ONE_MECHANISM = {
+    "colour recut": (("rocket", "@sunny_days_88", "br", 0.4, 0.045), "_RECUT_MAX", 0),
+    "busy cut": (("grass", "@lumen_sunny_85", "bl", 0.65, 0.05), "_BUSY_FLOOR", float("inf")),
+}
+
+
+def _needing(mechanism: str) -> tuple[np.ndarray, np.ndarray]:
+    (name, text, corner, opacity, share), _, _ = NEEDS_ONE_MECHANISM[mechanism]
+    return with_text(photo(name), text, corner=corner, opacity=opacity, height_share=share)
+
+
+@pytest.mark.parametrize("mechanism", sorted(NEEDS_ONE_MECHANISM))
+def test_text_only_one_mechanism_finds_is_found_and_covered(mechanism: str) -> None:
+    image, truth = _needing(mechanism)
     detection = detect(image)
     assert detection.watermarked
     covered = regions_to_mask(detection.regions, *image.shape[:2]) > 0
@@ -142,31 +157,13 @@ def test_faint_text_glued_to_a_launch_tower_is_found_by_its_colour() -> None:
     assert covered.mean() < 0.05
 
 
-def test_without_the_colour_recut_that_text_is_missed(monkeypatch: pytest.MonkeyPatch) -> None:
-    # the case above really needs the re-cut (if this fails, the test above proves nothing)
-    monkeypatch.setattr(_detect, "_RECUT_MAX", 0)
-    image, _ = with_text(photo("rocket"), "@sunny_days_88", corner="br", opacity=0.4,
-                         height_share=0.045)
-    assert not detect(image).watermarked
-
-
-def test_text_over_grass_parts_from_the_blades_at_the_busy_cut() -> None:
-    # over grass every usual cut glues the letters to the blades; only the higher cut tried
-    # on busy strips lets them part into a line
-    image, truth = with_text(photo("grass"), "@lumen_sunny_85", corner="bl", opacity=0.65,
-                             height_share=0.05)
-    detection = detect(image)
-    assert detection.watermarked
-    covered = regions_to_mask(detection.regions, *image.shape[:2]) > 0
-    assert covered[truth > 0].mean() > 0.8
-    assert covered.mean() < 0.05
-
-
-def test_without_the_busy_cut_that_text_is_missed(monkeypatch: pytest.MonkeyPatch) -> None:
-    # the case above really needs the busy cut (if this fails, the test above proves nothing)
-    monkeypatch.setattr(_detect, "_BUSY_FLOOR", float("inf"))
-    image, _ = with_text(photo("grass"), "@lumen_sunny_85", corner="bl", opacity=0.65,
-                         height_share=0.05)
+@pytest.mark.parametrize("mechanism", sorted(NEEDS_ONE_MECHANISM))
+def test_without_its_mechanism_that_text_is_missed(mechanism: str,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    # the case really needs the mechanism (if this fails, the test above proves nothing)
+    _, setting, off = NEEDS_ONE_MECHANISM[mechanism]
+    monkeypatch.setattr(_detect, setting, off)
+    image, _ = _needing(mechanism)
     assert not detect(image).watermarked
 
 
