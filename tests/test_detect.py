@@ -178,6 +178,18 @@ def test_a_page_of_text_in_one_colour_stays_clean_after_the_recut() -> None:
     assert not detect(np.asarray(image)).watermarked
 
 
+def test_a_weak_piece_of_the_other_polarity_joins_a_line_beside_it_not_over_it() -> None:
+    line = _detect._Line(100, 40, 200, 20, 14.0, 12, True, 64.0, 0.95)
+    # the background between bright letters, seen as a dark piece lying over the line
+    gaps = _detect._Line(150, 42, 60, 30, 18.0, 1, False, 100.0, 0.2)
+    # the same mark's next letters after its polarity flipped over a brighter background
+    flipped = _detect._Line(305, 41, 40, 19, 14.0, 1, False, 64.0, 0.2)
+    kept = _detect._accept([line, gaps, flipped], 0.5, 3)
+    assert line in kept and flipped in kept and gaps not in kept
+    same = _detect._Line(150, 42, 60, 30, 18.0, 1, True, 100.0, 0.2)
+    assert same not in _detect._accept([line, same], 0.5, 3)  # another cut of that text
+
+
 def test_a_recut_that_finds_more_of_the_line_is_kept_beside_the_first_cut() -> None:
     # "@snapcoast" found by the first cut; "262" after it glued to a rim, found by the re-cut
     first = _detect._Line(200, 438, 183, 32, 16.0, 10, True, 100.0, 0.94)

@@ -410,11 +410,21 @@ def _accept(candidates: list[_Line], threshold: float, min_chars: int) -> list[_
         for line in list(weak):
             if any(_same_place(line, strong) for strong in accepted):
                 weak.remove(line)  # another cut of text already accepted, not a continuation
-            elif any(_continues(line, strong) for strong in accepted):
+            elif any(_continues(line, strong) and (line.bright == strong.bright
+                                                   or not _over(line, strong))
+                     for strong in accepted):
                 accepted.append(line)
                 weak.remove(line)
                 grew = True
     return accepted
+
+
+def _over(piece: _Line, line: _Line) -> bool:
+    """Whether most of ``piece``'s width lies over ``line``'s. A piece of the other polarity
+    there is the line's own background seen between its letters, not more of the mark (a
+    grey mark's polarity flips only where the background changes, further along the row)."""
+    overlap = min(piece.x + piece.width, line.x + line.width) - max(piece.x, line.x)
+    return overlap > 0.5 * piece.width
 
 
 def _extends(recut: _Line, kept: _Line) -> bool:
