@@ -382,7 +382,8 @@ def text_model() -> TextModel:
 
 def _accept(candidates: list[_Line], threshold: float, min_chars: int) -> list[_Line]:
     """Lines of ``min_chars`` or more at or above the threshold, plus weaker pieces (even a
-    lone character) continuing one of them on its row.
+    lone character) continuing one of them on its row (a piece of the other polarity only
+    beside it, not over it: see ``_over``).
 
     A mark's text often splits into pieces (at an underscore, over a changing background);
     a weak piece next to a strong one is the same mark (hysteresis, as in edge linking).

@@ -20,8 +20,10 @@ and any photo) and drive this detector:
 The vote runs on a half-size copy, only where marks are put: a band along the top and one
 along the bottom (a third of the short side high) and a square in the centre. Each band has
 five windows (its corners, its middle and the two places between, where a logo beside a
-handle sits), and each window's best meeting point becomes a candidate; its box comes from
-the edge points whose rays met there. A candidate is then measured at working size:
+handle sits); when the caller found text lines, a window right before and one right after
+each line are added (``beside_zones``). Each window's best meeting point becomes a
+candidate; its box comes from the edge points whose rays met there. A candidate is then
+measured at working size:
 
 - the outline's log-step is about constant (an overlay has one opacity; an object's contrast
   with its surroundings varies along its border);
