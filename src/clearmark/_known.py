@@ -258,15 +258,26 @@ def _median_colour(mattes: list[Matte]) -> np.ndarray:
     return colour.astype(np.float32)
 
 
+def _on_image(matte: FolderMatte, x: int, y: int, shape: tuple[int, ...]
+              ) -> tuple[tuple[slice, slice], np.ndarray] | None:
+    """The window of an image of ``shape`` that a matte placed at (x, y) covers, and the
+    matte's alpha cut to it; None when it lies outside the image."""
+    h, w = matte.alpha.shape
+    x0, y0 = max(0, x), max(0, y)
+    x1, y1 = min(shape[1], x + w), min(shape[0], y + h)
+    if x1 <= x0 or y1 <= y0:
+        return None
+    return (slice(y0, y1), slice(x0, x1)), matte.alpha[y0 - y:y1 - y, x0 - x:x1 - x]
+
+
 def support(matte: FolderMatte, x: int, y: int, shape: tuple[int, int],
             grow: int = 0) -> np.ndarray:
     """(H, W) bool: the pixels a matte placed at (x, y) rewrites, grown by ``grow`` px."""
     canvas = np.zeros(shape, np.uint8)
-    h, w = matte.alpha.shape
-    x0, y0 = max(0, x), max(0, y)
-    x1, y1 = min(shape[1], x + w), min(shape[0], y + h)
-    if x1 > x0 and y1 > y0:
-        canvas[y0:y1, x0:x1] = matte.alpha[y0 - y:y1 - y, x0 - x:x1 - x] > 0
+    placed = _on_image(matte, x, y, shape)
+    if placed is not None:
+        window, alpha = placed
+        canvas[window] = alpha > 0
     if grow:
         return np.asarray(cv2.dilate(canvas, np.ones((2 * grow + 1, 2 * grow + 1), np.uint8))) > 0
     return canvas > 0
@@ -281,16 +292,13 @@ def explains(matte: FolderMatte, x: int, y: int, before: np.ndarray,
     A folder's photos that match its mark carry it, nearly always; one that matched by
     chance (a photo from elsewhere with an edge in the right place) would get a ghost of the
     mark, which the single-image remover, judging the photo itself, would not print."""
-    h, w = matte.alpha.shape
-    x0, y0 = max(0, x), max(0, y)
-    x1, y1 = min(before.shape[1], x + w), min(before.shape[0], y + h)
-    if x1 <= x0 or y1 <= y0:
+    placed = _on_image(matte, x, y, before.shape)
+    if placed is None:
         return False
-    alpha = matte.alpha[y0 - y:y1 - y, x0 - x:x1 - x]
+    window, alpha = placed
     edges = _edges(alpha * 255.0) > _EDGE  # where the mark has edges
     if not edges.any():
         return True  # a flat mark has no edges to judge by; the match placed it
-    window = (slice(y0, y1), slice(x0, x1))
     left = float(_edges(after[window])[edges].mean())
     return left < _GHOST * float(_edges(before[window])[edges].mean())
 

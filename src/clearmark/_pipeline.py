@@ -278,10 +278,12 @@ def _placed_mattes(remover: Any, rgb: np.ndarray,
         return []
     placed = []
     for hit in shared:
-        matte = hit[1].matte
-        at = None if matte is None else place_matte(matte, rgb, hit[2], hit[1])
-        if matte is not None and at is not None:
-            placed.append(((matte, *at), hit))
+        _, mark, match = hit
+        if mark.matte is None:
+            continue
+        at = place_matte(mark.matte, rgb, match, mark)
+        if at is not None:
+            placed.append(((mark.matte, *at), hit))
     return placed
 
 
