@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import pickle
+from typing import Any
 
 import cv2
 import numpy as np
@@ -153,6 +154,23 @@ def test_stripes_are_not_a_tiled_mark() -> None:
     stripes = 128 + 60 * np.sign(np.sin(2 * np.pi * (0.8 * xs + 0.6 * ys) / 23.0))
     finding = find_tiled(np.clip(stripes, 0, 255).astype(np.uint8))
     assert finding is None or not finding.watermarked
+
+
+@pytest.mark.parametrize("image", [
+    pytest.param(lambda: tiled(photo("coffee"), _text_tile("© SAMPLE", 34), angle=30.0)[0],
+                 id="tiled"),
+    pytest.param(lambda: np.dstack([brick_wall(1)] * 3), id="bricks")])
+def test_a_floor_drops_only_lattices_scoring_below_it(image: Any) -> None:
+    """A caller's threshold, passed as the floor, spares the costly cues on lattices the
+    cheap ones rule out, and changes no decision at that threshold."""
+    work = gray(image())
+    full, floored = find_tiled(work), find_tiled(work, floor=0.5)
+    assert full is not None  # a lattice is verified either way: the floor has work to do
+    if full.score >= 0.5:
+        assert floored is not None and floored.score == full.score
+        assert np.array_equal(floored.cell, full.cell)
+    else:
+        assert floored is None
 
 
 def test_the_mask_is_the_same_mark_at_any_size() -> None:

@@ -182,7 +182,8 @@ def _assembled(finding: Finding, config: DetectorConfig) -> Finding:
 
 def _tiled(small: np.ndarray, config: DetectorConfig) -> TiledFinding | None:
     """A mark tiled over the image, when one scores at least the threshold."""
-    tiled = find_tiled(cv2.cvtColor(small, cv2.COLOR_RGB2GRAY))  # reduced to its size inside
+    tiled = find_tiled(cv2.cvtColor(small, cv2.COLOR_RGB2GRAY),  # reduced to its size inside
+                       floor=config.threshold)
     return tiled if tiled is not None and tiled.score >= config.threshold else None
 
 

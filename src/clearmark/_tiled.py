@@ -115,14 +115,19 @@ class TiledFinding:
         return self.score >= 0.5
 
 
-def find_tiled(gray: np.ndarray) -> TiledFinding | None:
+def find_tiled(gray: np.ndarray, floor: float = 0.0) -> TiledFinding | None:
     """Look for a tiled mark in a gray image.
 
     gray : (H, W) uint8, a reduced working copy of the image (long side ``WORKING_SIDE``
         expected; larger copies are reduced, smaller ones used as they are, down to
         ``MIN_SIDE`` on the short side).
-    Returns None when the image shows no lattice at all (nearly every photo), else the best
-    verified lattice, watermarked or not (see ``TiledFinding.score``).
+    floor : lattices whose score is sure to fall below this are dropped as soon as the
+        cheaper cues show it, before the costly ones are measured (a caller that keeps only
+        findings scoring at least its threshold passes that threshold: same decisions,
+        less time on photos whose texture the scan took for a lattice).
+    Returns None when the image shows no lattice at all (nearly every photo) or none scores
+    ``floor``, else the best verified lattice, watermarked or not (see
+    ``TiledFinding.score``).
     """
     _check_gray(gray)
     if min(gray.shape) < MIN_SIDE:
@@ -131,8 +136,10 @@ def find_tiled(gray: np.ndarray) -> TiledFinding | None:
     scan = _reduce(work, SCAN_SIDE)
     factor = work.shape[1] / scan.shape[1]
     best: TiledFinding | None = None
+    peaks: _WorkPeaks | None = None  # the working copy's peak map, shared by the candidates
     for _, basis in _scan(scan)[:_CANDIDATES]:
-        finding = _verify(work, basis * factor)
+        peaks = peaks or _WorkPeaks.of(work)
+        finding = _verify(work, basis * factor, peaks, floor)
         if finding is not None and (best is None or finding.score > best.score):
             best = finding
         if best is not None and best.watermarked:
@@ -441,12 +448,27 @@ def _vertex(left: np.ndarray, mid: np.ndarray, right: np.ndarray) -> np.ndarray:
 # ----------------------------------------------------------------------------- verification
 
 
-def _verify(work: np.ndarray, basis: np.ndarray) -> TiledFinding | None:
-    """Judge a scanned lattice on the working copy; None when it does not survive refining
-    or turns out to be a fine texture's."""
-    geo = _geometry(*work.shape)
-    detail = _highpass(work)
-    z = _peak_map(detail, geo)
+@dataclass(frozen=True, eq=False)
+class _WorkPeaks:
+    """The working copy's detail and autocorrelation peak map (what every candidate lattice
+    is refined and judged on)."""
+
+    geo: _Geometry
+    detail: np.ndarray
+    z: np.ndarray
+
+    @classmethod
+    def of(cls, work: np.ndarray) -> _WorkPeaks:
+        geo = _geometry(*work.shape)
+        detail = _highpass(work)
+        return cls(geo, detail, _peak_map(detail, geo))
+
+
+def _verify(work: np.ndarray, basis: np.ndarray, peaks: _WorkPeaks,
+            floor: float = 0.0) -> TiledFinding | None:
+    """Judge a scanned lattice on the working copy; None when it does not survive refining,
+    turns out to be a fine texture's, or its cheaper cues already put it below ``floor``."""
+    geo, detail, z = peaks.geo, peaks.detail, peaks.z
     fit = _fit(z, geo, basis)
     if fit is None:
         return None
@@ -464,16 +486,21 @@ def _verify(work: np.ndarray, basis: np.ndarray) -> TiledFinding | None:
             return None
         basis, heights, residuals = fit
         strength = float(np.median(heights))
+    residual = float(np.median(residuals)) if len(heights) >= 3 else None
+    if _Cues(strength, residual, math.inf, None).score() < floor:
+        return None  # the peaks alone rule it out; the fold could only lower the score
     fold = _Fold(work.shape, basis)
+    coverage = fold.coverage(detail)
+    if _Cues(strength, residual, coverage, None).score() < floor:
+        return None  # the cell pattern (the costly part) could only lower the score
     pattern = fold.pattern(work, basis)
-    cues = _Cues(strength, float(np.median(residuals)) if len(heights) >= 3 else None,
-                 fold.coverage(detail), _straightness(pattern.mean))
+    cues = _Cues(strength, residual, coverage, _straightness(pattern.mean))
     cell, polarity = pattern.mark()
     (x1, y1), (x2, y2) = basis
     return TiledFinding(round(cues.score(), 4), ((float(x1), float(y1)), (float(x2), float(y2))),
                         (work.shape[0], work.shape[1]), cell, polarity, round(cues.strength, 3),
                         round(cues.coverage, 3), round(cues.residual or 0.0, 3),
-                        round(cues.straightness, 3))
+                        round(cues.straightness or 0.0, 3))
 
 
 def _fit(z: np.ndarray, geo: _Geometry,
@@ -554,14 +581,16 @@ class _Cues:
     strength: float  # median z at the lattice points
     residual: float | None  # median fit residual, working px (None under three points)
     coverage: float  # share of the image whose copy agrees with the others
-    straightness: float  # how much of the cell pattern is lines along lattice directions
+    straightness: float | None  # how much of the cell pattern is lines along lattice
+    # directions (None: not measured yet, and the score is an upper bound)
 
     def score(self) -> float:
         """The weakest cue's logistic: each cue must pass on its own. With two lattice points
         only, exactness cannot be judged, and the peaks must be stronger instead."""
         midpoint, width = _STRENGTH
-        cues = [_logistic(self.coverage, *_COVERAGE),
-                _logistic(-self.straightness, -_STRAIGHTNESS[0], _STRAIGHTNESS[1])]
+        cues = [_logistic(self.coverage, *_COVERAGE)]
+        if self.straightness is not None:
+            cues.append(_logistic(-self.straightness, -_STRAIGHTNESS[0], _STRAIGHTNESS[1]))
         if self.residual is None:
             midpoint += _UNJUDGED_EXTRA
         else:
