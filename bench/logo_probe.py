@@ -144,7 +144,7 @@ def candidate_rows(spec: dataset.ItemSpec, rgb: np.ndarray, scale: float,
     """Every candidate's cues, labelled 1 when its box sits on the mark's (first) element."""
     rows = []
     truth = [tuple(v * scale for v in b) for b in truth_boxes[:1]]
-    for cand in _logo.candidates(rgb):
+    for cand in _logo.candidates(rgb, every_cue=True):
         x, y, w, h = cand.box
         label = 0
         for tx, ty, tw, th in truth:

@@ -113,6 +113,23 @@ def test_clean_photos_are_not_flagged(scene: str) -> None:
     assert find_logos(np.ascontiguousarray(photo(scene, 512, 384))) == []
 
 
+def test_skipping_the_inside_of_outlines_that_are_no_overlay_changes_no_score() -> None:
+    """The interior cues are measured only where they can decide; the scores (and every
+    cue measured) are those of measuring everything."""
+    images = [np.ascontiguousarray(photo(scene, 512, 384)) for scene in ("coins", "astronaut")]
+    images.append(_with_logo(np.asarray(photo("chelsea", 512, 384)), WHITE, 0.4, "tl")[0])
+    skipped = 0
+    for image in images:
+        lean, full = _logo.candidates(image), _logo.candidates(image, every_cue=True)
+        assert [c.box for c in lean] == [c.box for c in full]
+        for a, b in zip(lean, full, strict=True):
+            assert _logo._score(a.features) == _logo._score(b.features)
+            measured = {k: v for k, v in a.features.items() if not np.isnan(v)}
+            assert measured == {k: b.features[k] for k in measured}
+            skipped += len(measured) < len(a.features)
+    assert skipped  # the photos' round objects do give outlines whose inside was skipped
+
+
 def _with_disc(rgb: np.ndarray, inside: np.ndarray, corner: str, share: float = 0.2,
                ) -> np.ndarray:
     """An opaque disc showing ``inside`` (resized) pasted in a corner: a coin, a badge."""

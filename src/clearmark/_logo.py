@@ -161,10 +161,13 @@ def logo_mask(finding: LogoFinding, scale: float, width: int, height: int,
 
 
 def candidates(work: np.ndarray,
-               beside: Sequence[tuple[float, float, float, float]] = ()) -> list[_Candidate]:
+               beside: Sequence[tuple[float, float, float, float]] = (),
+               every_cue: bool = False) -> list[_Candidate]:
     """The proposed candidates (at most one per window and mark hypothesis), with their cues.
 
     work : (H, W, 3) uint8 RGB at working size. beside : text lines' boxes, working pixels.
+    every_cue : measure the interior cues of a blend whose outline already shows it is no
+        overlay too (for fitting the limits; the score does not need them: NaN otherwise).
     """
     height, width = work.shape[:2]
     half = cv2.resize(work, (max(1, width // 2), max(1, height // 2)),
@@ -186,7 +189,7 @@ def candidates(work: np.ndarray,
                 if peak is None or (peak.x, peak.y) in seen:
                     continue
                 seen.add((peak.x, peak.y))
-                cand = _candidate(work, name, mark, peak, (x0, y0), short)
+                cand = _candidate(work, name, mark, peak, (x0, y0), short, every_cue)
                 if cand is not None:
                     out.append(cand)
     return out
@@ -391,7 +394,8 @@ def _luma(rgb: np.ndarray) -> np.ndarray:
 
 
 def _candidate(work: np.ndarray, window: str, mark: float, peak: _Peak,
-               origin: tuple[int, int], short: int) -> _Candidate | None:
+               origin: tuple[int, int], short: int, every_cue: bool = False
+               ) -> _Candidate | None:
     """The peak's outline and box at working scale, and the cues that score it."""
     x0, y0 = origin
     xs = (peak.xs + x0) * 2 + 0.5
@@ -416,9 +420,12 @@ def _candidate(work: np.ndarray, window: str, mark: float, peak: _Peak,
     }
     if _logit(features, bound=True) < _PROPOSAL_LOGIT:  # hopeless whatever the blend says
         return None
-    blend = _blend_fit(work, xs, ys, peak.normals)
     toward = _toward_mark(work, xs, ys, peak.normals, mark)
-    features.update(fit=blend[0], alpha_spread=toward[0], alpha=toward[1], chroma=toward[2])
+    features.update(alpha_spread=toward[0], alpha=toward[1], chroma=toward[2])
+    if _logit(features, bound=True) < _PROPOSAL_LOGIT:  # whatever the free-W fit says
+        return None
+    blend = _blend_fit(work, xs, ys, peak.normals)
+    features.update(fit=blend[0])
     if _logit(features) < _PROPOSAL_LOGIT:
         return None
     # is there one blend that undoes the mark? W = the vote's white or black with the median
@@ -428,8 +435,13 @@ def _candidate(work: np.ndarray, window: str, mark: float, peak: _Peak,
         blends.append((np.asarray(blend[3]), blend[2]))
     tried = []
     for shade, opacity in blends:
-        cues = {**_overlay_cues(work, xs, ys, peak.normals, shade, opacity),
-                **_interior_cues(work, xs, ys, shade, opacity)}
+        cues = _overlay_cues(work, xs, ys, peak.normals, shade, opacity)
+        # an outline that is no overlay's fails whatever the inside shows: the inside (the
+        # costly part) is measured only when it can decide
+        if every_cue or _is_overlay(cues):
+            cues.update(_interior_cues(work, xs, ys, shade, opacity))
+        else:
+            cues.update(unexplained=math.nan, covered=math.nan)
         tried.append((not _is_overlay(cues), cues["residual"], shade, opacity, cues))
     _, _, shade, opacity, cues = min(tried, key=lambda t: (t[0], t[1]))
     features.update(cues)
@@ -659,13 +671,14 @@ _LIMITS = {  # ... and it passes only if it behaves as an overlay (see _overlay_
 
 def _logit(features: dict[str, float], bound: bool = False) -> float:
     """The weighted cues; ``bound``: the largest value the cues not yet measured allow."""
-    values = {**features, **_BEST_CASE} if bound else features
+    values = {**_BEST_CASE, **features} if bound else features
     return _BIAS + sum(w * values[name] for name, w in _WEIGHTS.items())
 
 
 def _is_overlay(features: dict[str, float]) -> bool:
-    """Every overlay cue within its limits."""
-    return all(lo <= features[name] <= hi for name, (lo, hi) in _LIMITS.items())
+    """Every overlay cue measured within its limits (NaN is not)."""
+    return all(lo <= features[name] <= hi for name, (lo, hi) in _LIMITS.items()
+               if name in features)
 
 
 def _score(features: dict[str, float]) -> float:
