@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import cv2
@@ -128,6 +129,26 @@ def test_skipping_the_inside_of_outlines_that_are_no_overlay_changes_no_score() 
             assert measured == {k: b.features[k] for k in measured}
             skipped += len(measured) < len(a.features)
     assert skipped  # the photos' round objects do give outlines whose inside was skipped
+
+
+def _posterised(scene: str) -> np.ndarray:
+    """A photo in four flat grey levels: a cartoon's or a poster's fills."""
+    levels = np.array([40, 90, 140, 200], np.float32)
+    grey = np.asarray(photo(scene, 512, 384)).astype(np.float32)[..., :1]
+    flat = levels[np.abs(grey - levels).argmin(-1)]
+    return np.repeat(flat[..., None], 3, 2).astype(np.uint8)
+
+
+@pytest.mark.parametrize("corner", ["tl", "br"])
+def test_a_flat_shape_on_a_flat_fill_is_not_flagged(corner: str,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """A lighter flat shield on a cartoon's flat fill is what a white overlay there would
+    look like: nothing shows through to tell them apart, so it is left alone (the ground
+    limit); with that limit gone it would be flagged."""
+    image = _with_logo(_posterised("camera"), WHITE, 0.4, corner, shape=_shield)[0]
+    assert find_logos(image) == []
+    monkeypatch.setitem(_logo._LIMITS, "ground", (-math.inf, math.inf))
+    assert find_logos(image)
 
 
 def _with_disc(rgb: np.ndarray, inside: np.ndarray, corner: str, share: float = 0.2,

@@ -522,7 +522,10 @@ def _overlay_cues(bands: _Bands, shade: np.ndarray, a: float) -> dict[str, float
     texture : log of the texture (tangential differences) just inside over (1 - a) times
         that just outside (about 0 for an overlay: the photo's texture, scaled);
     a_split : how far the opacity implied over the darker half of the background is from
-        that over the brighter half, relative to a (one overlay, one opacity).
+        that over the brighter half, relative to a (one overlay, one opacity);
+    ground : the texture level on the busier side of the outline. On a perfectly flat
+        ground (a cartoon's, a poster's) nothing shows through to tell an overlay from a
+        flat shape of another shade, and flagging such a shape rewrites a clean picture.
     """
     inside, outside = bands.inside, bands.outside
     inverted = [(v - a * shade) / (1.0 - a) for v in inside]
@@ -532,7 +535,8 @@ def _overlay_cues(bands: _Bands, shade: np.ndarray, a: float) -> dict[str, float
     clip = float(np.mean([((v < -15.0) | (v > 270.0)).any(1).mean() for v in inverted[1:]]))
     return {"residual": min(residual, 3.0), "clip": clip,
             "texture": math.log((bands.within + 4.0) / ((1.0 - a) * bands.without + 4.0)),
-            "a_split": _opacity_split(inside[0], outside, shade, a)}
+            "a_split": _opacity_split(inside[0], outside, shade, a),
+            "ground": max(bands.within, bands.without)}
 
 
 def _texture(work: np.ndarray, xs: np.ndarray, ys: np.ndarray, normals: np.ndarray,
@@ -724,7 +728,7 @@ _PROPOSAL_LOGIT = math.log(_PROPOSAL / (1.0 - _PROPOSAL))
 _LIMITS = {  # ... and it passes only if it behaves as an overlay (see _overlay_cues and
     # _interior_cues): cue -> (lowest, highest) value allowed
     "residual": (0.0, 0.12), "clip": (0.0, 0.15), "texture": (-0.6, 0.6), "a_split": (0.0, 0.25),
-    "unexplained": (0.0, 0.3), "covered": (0.25, 1.0),
+    "unexplained": (0.0, 0.3), "covered": (0.25, 1.0), "ground": (0.5, math.inf),
 }
 
 
