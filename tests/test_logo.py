@@ -294,3 +294,21 @@ def test_windows_beside_a_line_sit_before_and_after_it_inside_the_image() -> Non
     assert clamped == (0, 0, 12, 20)  # cut to the image
     assert [s[0][0] for _, s in beside_zones([(2.0, 1.0, 40.0, 10.0)], 20, 300)] == ["la"]
     assert beside_zones([(10.0, 10.0, 20.0, 2.0)], 100, 100) == []  # too small to hold a logo
+
+
+def test_an_outline_is_followed_from_its_supporters_along_joined_alike_points() -> None:
+    # a square's outline (20 px sides) with a one-pixel gap, and a blob apart from it
+    side = [(0, c) for c in range(21)] + [(r, 20) for r in range(1, 21)]
+    side += [(20, c) for c in range(19, -1, -1) if c != 10] + [(r, 0) for r in range(19, 0, -1)]
+    blob = [(r, c) for r in range(30, 33) for c in range(30, 33)]
+    rows = np.array([r for r, _ in side + blob])
+    cols = np.array([c for _, c in side + blob])
+    supporting = np.zeros(len(rows), bool)
+    supporting[[10, 31]] = True  # the middles of the top and right sides only
+    alike = np.ones(len(rows), bool)
+    alike[5] = False  # one point of the top side does not face the middle
+    outline = _logo._followed(rows, cols, supporting, alike)
+    assert outline[supporting].all()
+    assert not outline[5]  # not alike: left out, though the chain runs on past it
+    assert outline[: len(side)].sum() == len(side) - 1  # the rest of the square, gap bridged
+    assert not outline[len(side):].any()  # the blob joins no supporter
