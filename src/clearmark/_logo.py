@@ -478,7 +478,7 @@ def _candidate(work: np.ndarray, window: str, mark: float, peak: _Peak,
         cues = _overlay_cues(bands, shade, opacity)
         # an outline that is no overlay's fails whatever the inside shows: the inside (the
         # costly part) is measured only when it can decide
-        if every_cue or _is_overlay(cues):
+        if every_cue or _within_limits(cues):
             cues.update(_interior_cues(work, xs, ys, shade, opacity))
         else:
             cues.update(unexplained=math.nan, covered=math.nan)
@@ -739,9 +739,13 @@ def _logit(features: dict[str, float], bound: bool = False) -> float:
 
 
 def _is_overlay(features: dict[str, float]) -> bool:
-    """Every overlay cue measured within its limits (NaN is not)."""
-    return all(lo <= features[name] <= hi for name, (lo, hi) in _LIMITS.items()
-               if name in features)
+    """Every overlay cue within its limits (NaN, a cue not measured, is not)."""
+    return all(lo <= features[name] <= hi for name, (lo, hi) in _LIMITS.items())
+
+
+def _within_limits(cues: dict[str, float]) -> bool:
+    """Every cue measured so far within its limits."""
+    return all(lo <= cues[name] <= hi for name, (lo, hi) in _LIMITS.items() if name in cues)
 
 
 def _score(features: dict[str, float]) -> float:

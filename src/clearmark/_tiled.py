@@ -35,6 +35,11 @@ working copy (long side ``WORKING_SIDE``):
    - *straightness*: how much of the folded cell pattern survives a shift by a quarter or a
      half of a lattice vector. Mortar joints, grout and wires are lines along the lattice and
      survive; letters and logos do not.
+
+   The cues are measured cheapest first, and a caller's threshold (``floor``) stops a lattice
+   as soon as the ones measured put it below: a photo texture's lattice usually fails on
+   strength or coverage before the cell pattern is made (the working copy's peak map is
+   made once for all candidates).
 3. **Mask**. The fold's mean of a local-contrast copy is the mark's cell pattern; its bins that
    are strongly and consistently lighter (or darker: the mark is one colour, so one polarity)
    form the cell mask, and the lattice places it at every copy at any resolution: one
