@@ -190,10 +190,13 @@ def candidates(work: np.ndarray,
                 continue
             seen = set()
             for name, left, right in spots:
-                peak = _peak(vote, left, right, short)
-                if peak is None or (peak.x, peak.y) in seen:
+                point = _meeting_point(vote, left, right)
+                if point is None or point[:2] in seen:
+                    continue  # overlapping windows often share their best point
+                seen.add(point[:2])
+                peak = _peak(vote, point, short)
+                if peak is None:
                     continue
-                seen.add((peak.x, peak.y))
                 cand = _candidate(work, name, mark, peak, (x0, y0), short, every_cue)
                 if cand is not None:
                     out.append(cand)
@@ -308,24 +311,30 @@ def _rounded(offset: np.ndarray, start: np.ndarray) -> np.ndarray:
     return offset.astype(np.int64)
 
 
-def _peak(vote: _Vote, left: int, right: int, short: int) -> _Peak | None:
-    """The best meeting point in columns left..right of the area, and its outline: the
-    supporters, followed along their edges (``_followed``)."""
+def _meeting_point(vote: _Vote, left: int, right: int
+                   ) -> tuple[int, int, float, float] | None:
+    """The best meeting point in columns left..right of the area: x, y, its vote and that
+    over the window's mean; None when no ray met anywhere there."""
     window = vote.score[:, left:right]
     iy, ix = np.unravel_index(int(np.argmax(window)), window.shape)
     best = float(window[iy, ix])
     if best <= 0.0:
         return None
-    ix += left
-    contrast = best / max(float(window.mean()), 1e-3)
+    return int(ix) + left, int(iy), best, best / max(float(window.mean()), 1e-3)
+
+
+def _peak(vote: _Vote, point: tuple[int, int, float, float], short: int) -> _Peak | None:
+    """A meeting point (``_meeting_point``) and its outline: the supporters, followed along
+    their edges (``_followed``); None with too few supporters."""
+    ix, iy, best, contrast = point
     # supporters: rays passing within 2.5 px of the peak, at a reach in the range; first the
     # points within far + 3 px on both axes (integer positions: within its floor), the rows
     # found by bisection as the points come in row order
     far = 1.2 * RADII[-1] * short
     reach = math.floor(far + 3)
-    lo = int(np.searchsorted(vote.rows, int(iy) - reach, "left"))
-    hi = int(np.searchsorted(vote.rows, int(iy) + reach, "right"))
-    close = np.flatnonzero(np.abs(vote.cols[lo:hi] - int(ix)) <= reach)
+    lo = int(np.searchsorted(vote.rows, iy - reach, "left"))
+    hi = int(np.searchsorted(vote.rows, iy + reach, "right"))
+    close = np.flatnonzero(np.abs(vote.cols[lo:hi] - ix) <= reach)
     close += lo
     nx, ny = vote.nx[close], vote.ny[close]
     vx, vy = ix - vote.xs[close], iy - vote.ys[close]
@@ -340,11 +349,11 @@ def _peak(vote: _Vote, left: int, right: int, short: int) -> _Peak | None:
     facing &= distance <= far
     ratio = vote.steps[close] / _median(vote.steps[close[supporting]])
     facing &= (ratio <= _FOLLOW_STEP) & (ratio >= 1.0 / _FOLLOW_STEP)
-    top, left_col = max(0, int(iy) - reach), max(0, int(ix) - reach)
-    rows, cols = vote.rows[close] - top, vote.cols[close] - left_col
+    top, left = max(0, iy - reach), max(0, ix - reach)
+    rows, cols = vote.rows[close] - top, vote.cols[close] - left
     near = close[_followed(rows, cols, supporting, facing)]
     counts = np.bincount(vote.sector[near], minlength=_SECTORS).astype(np.float64)
-    return _Peak(int(ix), int(iy), best, contrast, vote.xs[near], vote.ys[near],
+    return _Peak(ix, iy, best, contrast, vote.xs[near], vote.ys[near],
                  vote.steps[near], np.stack([vote.nx[near], vote.ny[near]], 1), counts)
 
 
