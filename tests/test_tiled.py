@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import pickle
-from typing import Any
+from collections.abc import Callable
 
 import cv2
 import numpy as np
@@ -160,7 +160,8 @@ def test_stripes_are_not_a_tiled_mark() -> None:
     pytest.param(lambda: tiled(photo("coffee"), _text_tile("© SAMPLE", 34), angle=30.0)[0],
                  id="tiled"),
     pytest.param(lambda: np.dstack([brick_wall(1)] * 3), id="bricks")])
-def test_a_floor_drops_only_lattices_scoring_below_it(image: Any) -> None:
+def test_a_floor_drops_only_lattices_scoring_below_it(
+        image: Callable[[], np.ndarray]) -> None:
     """A caller's threshold, passed as the floor, spares the costly cues on lattices the
     cheap ones rule out, and changes no decision at that threshold."""
     work = gray(image())

@@ -194,7 +194,7 @@ def _logos(small: np.ndarray, config: DetectorConfig,
     if min(small.shape[:2]) < LOGO_MIN_SIDE:
         return ()
     beside = [(line.x, line.y, line.width, line.height) for line in lines
-              if line.n_chars >= config.min_chars and line.score >= config.threshold]
+              if _strong(line, config.threshold, config.min_chars)]
     return tuple(find_logos(small, config.threshold, beside))
 
 
@@ -392,7 +392,7 @@ def _accept(candidates: list[_Line], threshold: float, min_chars: int) -> list[_
     accepted: list[_Line] = []
     weak = []
     for line in sorted(candidates, key=lambda item: -item.score):
-        if line.score >= threshold and line.n_chars >= min_chars:
+        if _strong(line, threshold, min_chars):
             # the same text cut at several stroke levels: keep the best cut, whose box does
             # not carry the texture a lower cut glued to it
             if not any(_same_place(line, kept) and not _extends(line, kept)
@@ -419,6 +419,11 @@ def _accept(candidates: list[_Line], threshold: float, min_chars: int) -> list[_
                 weak.remove(line)
                 grew = True
     return accepted
+
+
+def _strong(line: _Line, threshold: float, min_chars: int) -> bool:
+    """A line that stands on its own (not a piece that only continues one)."""
+    return line.score >= threshold and line.n_chars >= min_chars
 
 
 def _over(piece: _Line, line: _Line) -> bool:

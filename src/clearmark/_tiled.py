@@ -143,7 +143,8 @@ def find_tiled(gray: np.ndarray, floor: float = 0.0) -> TiledFinding | None:
     best: TiledFinding | None = None
     peaks: _WorkPeaks | None = None  # the working copy's peak map, shared by the candidates
     for _, basis in _scan(scan)[:_CANDIDATES]:
-        peaks = peaks or _WorkPeaks.of(work)
+        if peaks is None:
+            peaks = _WorkPeaks.of(work)
         finding = _verify(work, basis * factor, peaks, floor)
         if finding is not None and (best is None or finding.score > best.score):
             best = finding
